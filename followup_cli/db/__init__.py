@@ -1,0 +1,1 @@
+"""Database plumbing: schema declaration, engines, migrations, error translation."""

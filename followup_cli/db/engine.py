@@ -1,0 +1,164 @@
+"""Engines and transactions, with driver errors translated into our own at this boundary."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+
+from followup_cli.db.schema import SCHEMA_REVISION
+from followup_cli.errors import DatabaseError, FollowupError, SchemaError
+from followup_cli.settings import mask_password
+
+if TYPE_CHECKING:
+    from followup_cli.settings import Settings
+
+log = logging.getLogger("followup.db")
+
+# A stuck statement (lock wait included) fails after this instead of hanging a cron pass.
+STATEMENT_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT_S = 10
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _first_line(error: BaseException) -> str:
+    orig = getattr(error, "orig", None) or error
+    text = str(orig).strip().splitlines()
+    return text[0] if text else type(orig).__name__
+
+
+def translate(error: exc.DBAPIError | exc.SQLAlchemyError, url: str) -> FollowupError:
+    """One place that turns driver errors into followup's exceptions."""
+    message = _first_line(error)
+    where = mask_password(url)
+    lowered = message.lower()
+    missing_object = (
+        ("relation" in lowered or "column" in lowered) and "does not exist" in lowered
+    ) or "no such table" in lowered or "no such column" in lowered
+    if missing_object:
+        return SchemaError(
+            f"the database schema is missing or outdated ({message}): "
+            "run `followup db upgrade`"
+        )
+    if isinstance(error, exc.OperationalError | exc.InterfaceError):
+        if "statement timeout" in lowered or "canceling statement" in lowered:
+            return DatabaseError(f"database statement timed out at {where}: {message}")
+        return DatabaseError(f"cannot use the database at {where}: {message}")
+    return DatabaseError(f"database error at {where}: {message}")
+
+
+class Database:
+    """One per process. Hands out transactions; checks the schema on first use."""
+
+    def __init__(self, url: str, *, auto_migrate: bool | None = None):
+        self.url = url
+        self.dialect = "postgresql" if url.startswith("postgresql") else "sqlite"
+        # The embedded SQLite migrates itself; PostgreSQL waits for `followup db upgrade`.
+        self.auto_migrate = self.dialect == "sqlite" if auto_migrate is None else auto_migrate
+        self._engine: sa.Engine | None = None
+        self._schema_checked = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls(settings.database_url)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            self._engine = self._create_engine()
+        return self._engine
+
+    def _create_engine(self) -> sa.Engine:
+        if self.dialect == "postgresql":
+            return sa.create_engine(
+                self.url,
+                connect_args={
+                    "application_name": "followup",
+                    "connect_timeout": CONNECT_TIMEOUT_S,
+                    "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+                },
+                # execute_batch for UPDATE executemany: one round trip per page, not per row.
+                executemany_mode="values_plus_batch",
+                pool_size=2,
+                max_overflow=2,
+            )
+        path = self.url.removeprefix("sqlite:///")
+        if path and path != ":memory:" and not path.startswith("file:"):
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Take transaction control from pysqlite so BEGIN IMMEDIATE is ours to issue.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: sa.Connection) -> None:
+            # Writers take the write lock up front: check-then-insert rules are serialized
+            # instead of failing with SQLITE_BUSY on upgrade from a read lock.
+            mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        try:
+            yield
+        except exc.SQLAlchemyError as error:
+            raise translate(error, self.url) from error
+
+    @contextlib.contextmanager
+    def transaction(self, *, readonly: bool = False) -> Iterator[sa.Connection]:
+        """A transaction, committed on success; every driver error comes out translated."""
+        self.ensure_schema()
+        with self.errors(), self.engine.connect() as conn:
+            if readonly and self.dialect == "sqlite":
+                conn = conn.execution_options(sqlite_begin="DEFERRED")
+            with conn.begin():
+                yield conn
+
+    def ensure_schema(self) -> None:
+        if self._schema_checked:
+            return
+        current = self.current_revision()
+        if current != SCHEMA_REVISION:
+            if not self.auto_migrate:
+                found = "no schema" if current is None else f"schema revision {current}"
+                raise SchemaError(
+                    f"{mask_password(self.url)} has {found}, this followup needs "
+                    f"{SCHEMA_REVISION}: run `followup db upgrade`"
+                )
+            from followup_cli.db.migrate import upgrade
+
+            upgrade(self)
+        self._schema_checked = True
+
+    def current_revision(self) -> str | None:
+        with self.errors(), self.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_begin="DEFERRED")
+            with conn.begin():
+                if not sa.inspect(conn).has_table("alembic_version"):
+                    return None
+                row = conn.execute(sa.text("SELECT version_num FROM alembic_version")).first()
+        return None if row is None else str(row[0])
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None

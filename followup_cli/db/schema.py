@@ -1,0 +1,164 @@
+"""The declared schema. Alembic migrations build the same thing; a test diffs the two.
+
+Timestamps are timezone-aware and stored in UTC: `timestamptz` on PostgreSQL, UTC text on
+SQLite (via UTCDateTime), so the guide's SQL (`executed_at - scheduled_at`, `NOW() -
+INTERVAL '1 hour'`) means what it says whatever the server's TimeZone.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+# Alembic head. Checked with one query on every command, so the hot path never imports
+# Alembic; tests assert it equals the head of alembic/versions.
+SCHEMA_REVISION = "0001_initial"
+
+# Statuses of scheduled_followups. `processing` is the in-flight state of a claimed row.
+PENDING, PROCESSING, EXECUTED, FAILED, CANCELLED = (
+    "pending", "processing", "executed", "failed", "cancelled")
+STATUSES = (PENDING, PROCESSING, EXECUTED, FAILED, CANCELLED)
+POST_EVENT, REENGAGEMENT = "post_event", "reengagement"
+TRIGGER_TYPES = (POST_EVENT, REENGAGEMENT)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database layer")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw SQLite text written by another program
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+metadata = sa.MetaData()
+
+scheduled_followups = sa.Table(
+    "scheduled_followups",
+    metadata,
+    # --- the guide's columns, same names and meaning ---
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("conversation_id", sa.String(255), nullable=False),
+    sa.Column("user_id", sa.String(255), nullable=False),
+    sa.Column("trigger_type", sa.String(50), nullable=False),
+    sa.Column("trigger_data", JSONType, nullable=False, server_default=sa.text("'{}'")),
+    sa.Column("scheduled_at", UTCDateTime(), nullable=False),
+    sa.Column("executed_at", UTCDateTime()),
+    sa.Column("cancelled_at", UTCDateTime()),
+    sa.Column("status", sa.String(20), nullable=False, server_default=PENDING),
+    sa.Column("template_id", sa.String(50)),
+    sa.Column("message_content", sa.Text()),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("error_message", sa.Text()),
+    sa.Column("retry_count", sa.Integer(), nullable=False, server_default="0"),
+    # --- added by followup ---
+    # When the next delivery attempt may start: scheduled_at at first, later the backoff.
+    # scheduled_at itself never moves, so the guide's delay metric stays honest.
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+    # The claim lease: a `processing` row whose locked_until has passed was held by a pass
+    # that died, and may be claimed again.
+    sa.Column("locked_until", UTCDateTime()),
+    sa.Column("locked_by", sa.String(64)),
+    sa.Column("last_attempt_at", UTCDateTime()),
+    # The event instant of a post-event follow-up, for the ±1 day duplicate rule (the text
+    # copy in trigger_data->>'event_date' is for people and the guide's SQL).
+    sa.Column("event_at", UTCDateTime()),
+    sa.CheckConstraint(f"status IN {STATUSES!r}", name="ck_scheduled_followups_status"),
+    sa.CheckConstraint(f"trigger_type IN {TRIGGER_TYPES!r}",
+                       name="ck_scheduled_followups_trigger_type"),
+    # The guide's indexes.
+    sa.Index("ix_scheduled_followups_user_id", "user_id"),
+    sa.Index("ix_scheduled_followups_conversation_id", "conversation_id"),
+    sa.Index("ix_scheduled_followups_scheduled_at", "scheduled_at"),
+    sa.Index("idx_scheduled_followups_status_scheduled", "status", "scheduled_at"),
+    sa.Index("idx_scheduled_followups_user_status", "user_id", "status"),
+    # The due-claim reads only pending rows; partial, so its cost does not grow with
+    # history (executed, failed and cancelled rows are not in it).
+    sa.Index("ix_scheduled_followups_due", "next_attempt_at",
+             postgresql_where=sa.text("status = 'pending'"),
+             sqlite_where=sa.text("status = 'pending'")),
+    sa.Index("ix_scheduled_followups_leased", "locked_until",
+             postgresql_where=sa.text("status = 'processing'"),
+             sqlite_where=sa.text("status = 'processing'")),
+    # At most one live re-engagement per user, enforced by the database itself.
+    sa.Index("uq_scheduled_followups_live_reengagement", "user_id", unique=True,
+             postgresql_where=sa.text(
+                 "trigger_type = 'reengagement' AND status IN ('pending', 'processing')"),
+             sqlite_where=sa.text(
+                 "trigger_type = 'reengagement' AND status IN ('pending', 'processing')")),
+    sa.Index("ix_scheduled_followups_executed_at", "executed_at"),
+    sa.Index("ix_scheduled_followups_created_at", "created_at"),
+)
+
+ai_conversations = sa.Table(
+    "ai_conversations",
+    metadata,
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("user_id", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False,
+              server_default=sa.func.current_timestamp()),
+    sa.Column("updated_at", UTCDateTime()),
+    sa.Column("title", sa.Text()),
+    sa.Index("ix_ai_conversations_user_id", "user_id", "created_at"),
+)
+
+ai_messages = sa.Table(
+    "ai_messages",
+    metadata,
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("conversation_id", sa.String(255),
+              sa.ForeignKey("ai_conversations.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("user_id", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("content", sa.Text(), nullable=False, server_default=""),
+    sa.Column("emotion_score", sa.Float(precision=53)),
+    sa.Column("created_at", UTCDateTime(), nullable=False,
+              server_default=sa.func.current_timestamp()),
+    sa.CheckConstraint("role IN ('user', 'assistant', 'system')", name="ck_ai_messages_role"),
+    sa.CheckConstraint("emotion_score IS NULL OR (emotion_score >= 0 AND emotion_score <= 1)",
+                       name="ck_ai_messages_emotion_score"),
+    # Template choice: the newest scored messages of one conversation.
+    sa.Index("ix_ai_messages_conversation_scored", "conversation_id", "created_at",
+             postgresql_where=sa.text("emotion_score IS NOT NULL"),
+             sqlite_where=sa.text("emotion_score IS NOT NULL")),
+    # Last activity: the newest message a user sent.
+    sa.Index("ix_ai_messages_user_activity", "user_id", "created_at",
+             postgresql_where=sa.text("role = 'user'"),
+             sqlite_where=sa.text("role = 'user'")),
+)
+
+# One row per pass (run-due, scan-inactive, ...): health reads when the last one finished.
+followup_runs = sa.Table(
+    "followup_runs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(30), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime()),
+    sa.Column("status", sa.String(20), nullable=False, server_default="running"),
+    sa.Column("counts", JSONType, nullable=False, server_default=sa.text("'{}'")),
+    sa.Column("error_message", sa.Text()),
+    sa.Index("ix_followup_runs_kind_finished", "kind", "finished_at"),
+)

@@ -1,0 +1,69 @@
+"""The project's exceptions. Each carries the exit code the CLI edge turns it into.
+
+Driver and library errors are translated into these at the boundary where they occur
+(settings, database, senders), so no caller ever needs to know about psycopg2 or sqlite3.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILURE = 1  # runtime failure, or `health` not healthy
+    INVALID = 2  # invalid input or settings: nothing was written
+    REFUSED = 3  # refused by a rule (the per-user cap, cancelling an executed one)
+    DATABASE = 4  # database unreachable or schema not migrated
+
+
+class FollowupError(Exception):
+    """Root of every error followup reports; the message says what to do about it."""
+
+    exit_code = ExitCode.FAILURE
+
+
+class InputError(FollowupError):
+    """A value given on the command line, in a file or in the environment is not valid.
+
+    Fix the value named in the message and run the command again; nothing was written.
+    """
+
+    exit_code = ExitCode.INVALID
+
+
+class SettingsError(InputError):
+    """An environment variable (or its command-line option) holds a value that cannot be used."""
+
+
+class NotFoundError(InputError):
+    """An id that names no follow-up."""
+
+
+class RuleViolation(FollowupError):
+    """The request is valid but a rule refuses it (per-user cap, state that cannot change)."""
+
+    exit_code = ExitCode.REFUSED
+
+
+class DatabaseError(FollowupError):
+    """The database cannot be reached or failed; check DATABASE_URL and the server."""
+
+    exit_code = ExitCode.DATABASE
+
+
+class SchemaError(DatabaseError):
+    """The database schema is missing or older than this version: run `followup db upgrade`."""
+
+
+class DeliveryError(Exception):
+    """A sender could not deliver one follow-up.
+
+    `transient` failures are retried with backoff; others fail the follow-up at once.
+    `retry_after` is the receiver's own Retry-After, in seconds, when it sent one.
+    """
+
+    def __init__(self, message: str, *, transient: bool, retry_after: float | None = None):
+        super().__init__(message)
+        self.transient = transient
+        self.retry_after = retry_after

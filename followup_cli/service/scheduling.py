@@ -1,0 +1,265 @@
+"""Scheduling and cancelling follow-ups: the duplicate, cap and template rules."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from followup_cli.db.schema import (
+    CANCELLED,
+    EXECUTED,
+    FAILED,
+    PENDING,
+    POST_EVENT,
+    PROCESSING,
+    REENGAGEMENT,
+)
+from followup_cli.errors import ExitCode, InputError, RuleViolation
+from followup_cli.service.context import Context
+from followup_cli.service.requests import PostEventRequest, ReengagementRequest
+from followup_cli.store import conversations, followups, locks
+from followup_cli.templates import TemplateSet, choose_template, emotion_mean
+from followup_cli.timeutil import after_elapsed, human_date, iso
+
+log = logging.getLogger("followup.schedule")
+
+
+@dataclass
+class ScheduleResult:
+    status: str  # "scheduled" or "duplicate"
+    id: str
+    user_id: str
+    trigger_type: str
+    scheduled_at: datetime
+    template_id: str | None
+    emotion_mean: float | None = None
+    conversation_id: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "id": self.id,
+            "user_id": self.user_id,
+            "conversation_id": self.conversation_id,
+            "trigger_type": self.trigger_type,
+            "scheduled_at": iso(self.scheduled_at),
+            "template_id": self.template_id,
+            "emotion_mean": self.emotion_mean,
+            "warnings": self.warnings,
+        }
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A follow-up ready to insert: template chosen, message rendered and checked."""
+
+    row: dict[str, Any]
+    emotion_mean: float | None
+    warnings: tuple[str, ...] = ()
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def render_post_event(ctx: Context, templates: TemplateSet, req: PostEventRequest,
+                      scores: list[float], now: datetime) -> Draft:
+    mean = emotion_mean(scores)
+    template_id = req.template_id or choose_template(POST_EVENT, mean)
+    template = templates.get(template_id)
+    message = templates.render(template_id, {
+        "event_date": human_date(req.event_at, ctx.settings.timezone),
+        "booking_id": req.booking_id,
+        "custom_message": req.custom_message,
+    })
+    warnings = []
+    if req.custom_message and "custom_message" not in template.fields:
+        warnings.append(f"template {template_id} has no {{custom_message}}: the custom "
+                        "message is kept in trigger_data but not in the message")
+    hours = ctx.settings.delay_hours if req.delay_hours is None else req.delay_hours
+    scheduled_at = after_elapsed(req.event_at, hours)
+    row = {
+        "id": new_id(),
+        "conversation_id": req.conversation_id,
+        "user_id": req.user_id,
+        "trigger_type": POST_EVENT,
+        "trigger_data": {
+            "event_date": iso(req.event_at),
+            "booking_id": req.booking_id,
+            "custom_message": req.custom_message,
+            "delay_hours": hours,
+        },
+        "scheduled_at": scheduled_at,
+        "next_attempt_at": scheduled_at,
+        "status": PENDING,
+        "template_id": template_id,
+        "message_content": message,
+        "created_at": now,
+        "retry_count": 0,
+        "event_at": req.event_at,
+    }
+    return Draft(row, mean, tuple(warnings))
+
+
+def render_reengagement(templates: TemplateSet, *, user_id: str, conversation_id: str,
+                        days_inactive: int, at: datetime, template_id: str | None,
+                        scores: list[float], now: datetime) -> Draft:
+    mean = emotion_mean(scores)
+    chosen = template_id or choose_template(REENGAGEMENT, mean)
+    message = templates.render(chosen, {"days_inactive": str(days_inactive)})
+    row = {
+        "id": new_id(),
+        "conversation_id": conversation_id,
+        "user_id": user_id,
+        "trigger_type": REENGAGEMENT,
+        "trigger_data": {"days_inactive": days_inactive},
+        "scheduled_at": at,
+        "next_attempt_at": at,
+        "status": PENDING,
+        "template_id": chosen,
+        "message_content": message,
+        "created_at": now,
+        "retry_count": 0,
+        "event_at": None,
+    }
+    return Draft(row, mean)
+
+
+def _check_cap(ctx: Context, conn: sa.Connection, user_id: str) -> None:
+    live = followups.count_live(conn, user_id)
+    cap = ctx.settings.max_pending_per_user
+    if live >= cap:
+        raise RuleViolation(
+            f"user {user_id!r} already has {live} pending follow-ups, the cap is {cap} "
+            "(FOLLOWUP_MAX_PENDING_PER_USER)"
+        )
+
+
+def schedule_post_event(ctx: Context, req: PostEventRequest) -> ScheduleResult:
+    """Schedule one post-event follow-up, or report the pending one it duplicates."""
+    templates = ctx.templates
+    now = ctx.now()
+    with ctx.db.transaction() as conn:
+        locks.lock_users(conn, [req.user_id])
+        existing = followups.pending_post_event_near(conn, req.user_id, req.event_at)
+        if existing is not None:
+            row = followups.get(conn, existing) or {}
+            log.info("duplicate post-event follow-up for %s: %s", req.user_id, existing)
+            return ScheduleResult("duplicate", existing, req.user_id, POST_EVENT,
+                                  row.get("scheduled_at", req.event_at), row.get("template_id"),
+                                  conversation_id=row.get("conversation_id"))
+        _check_cap(ctx, conn, req.user_id)
+        draft = render_post_event(ctx, templates, req,
+                                  conversations.recent_scores(conn, req.conversation_id), now)
+        followups.insert(conn, [draft.row])
+    row = draft.row
+    log.info("scheduled post-event follow-up: %s", row["id"])
+    return ScheduleResult("scheduled", row["id"], req.user_id, POST_EVENT, row["scheduled_at"],
+                          row["template_id"], draft.emotion_mean, req.conversation_id,
+                          list(draft.warnings))
+
+
+def schedule_reengagement(ctx: Context, req: ReengagementRequest) -> ScheduleResult:
+    """Schedule one re-engagement, unless the user's current inactivity period already has
+    one (then report that one as the duplicate)."""
+    templates = ctx.templates
+    now = ctx.now()
+    with ctx.db.transaction() as conn:
+        locks.lock_users(conn, [req.user_id])
+        last_active = conversations.last_activity(conn, req.user_id)
+        existing = followups.reengaged_since(conn, req.user_id, last_active)
+        if existing is not None:
+            row = followups.get(conn, existing) or {}
+            return ScheduleResult("duplicate", existing, req.user_id, REENGAGEMENT,
+                                  row.get("scheduled_at", now), row.get("template_id"),
+                                  conversation_id=row.get("conversation_id"))
+        _check_cap(ctx, conn, req.user_id)
+        conversation_id = req.conversation_id or conversations.latest_conversation(
+            conn, req.user_id) or ""
+        days = req.days_inactive
+        if days is None:
+            days = ((now - last_active).days if last_active is not None
+                    else ctx.settings.inactive_days)
+        scores = conversations.recent_scores(conn, conversation_id) if conversation_id else []
+        draft = render_reengagement(templates, user_id=req.user_id,
+                                    conversation_id=conversation_id, days_inactive=days,
+                                    at=req.at or now, template_id=req.template_id,
+                                    scores=scores, now=now)
+        followups.insert(conn, [draft.row])
+    row = draft.row
+    log.info("scheduled re-engagement: %s", row["id"])
+    return ScheduleResult("scheduled", row["id"], req.user_id, REENGAGEMENT, row["scheduled_at"],
+                          row["template_id"], draft.emotion_mean, conversation_id)
+
+
+# --- cancelling ---------------------------------------------------------------------
+
+@dataclass
+class CancelOutcome:
+    id: str
+    outcome: str  # cancelled | already_cancelled | not_found | not_cancellable
+    status: str | None  # the follow-up's status after the command
+    exit_code: ExitCode
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "outcome": self.outcome, "status": self.status,
+                "exit_code": int(self.exit_code)}
+
+
+@dataclass
+class CancelResult:
+    outcomes: list[CancelOutcome]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return max((o.exit_code for o in self.outcomes), default=ExitCode.OK)
+
+    @property
+    def cancelled(self) -> list[str]:
+        return [o.id for o in self.outcomes if o.outcome == "cancelled"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cancelled": len(self.cancelled),
+                "results": [o.to_json() for o in self.outcomes],
+                "exit_code": int(self.exit_code)}
+
+
+def cancel_ids(ctx: Context, ids: list[str]) -> CancelResult:
+    """Cancel pending follow-ups by id; each id gets its own outcome and exit code."""
+    if not ids:
+        raise InputError("give at least one follow-up id, or --user-id")
+    for fid in ids:
+        if not fid.strip():
+            raise InputError("follow-up id: must not be empty")
+    now = ctx.now()
+    unique = list(dict.fromkeys(ids))
+    with ctx.db.transaction() as conn:
+        done = set(followups.cancel_pending(conn, unique, now))
+        states = followups.statuses(conn, [i for i in unique if i not in done])
+    outcomes = []
+    for fid in unique:
+        state = states.get(fid)
+        if fid in done:
+            outcomes.append(CancelOutcome(fid, "cancelled", CANCELLED, ExitCode.OK))
+        elif state == CANCELLED:
+            outcomes.append(CancelOutcome(fid, "already_cancelled", CANCELLED, ExitCode.OK))
+        elif state is None:
+            outcomes.append(CancelOutcome(fid, "not_found", None, ExitCode.INVALID))
+        else:  # executed, failed, or being delivered right now
+            assert state in (EXECUTED, FAILED, PROCESSING)
+            outcomes.append(CancelOutcome(fid, "not_cancellable", state, ExitCode.REFUSED))
+    return CancelResult(outcomes)
+
+
+def cancel_user(ctx: Context, user_id: str, trigger_type: str | None) -> CancelResult:
+    if trigger_type is not None and trigger_type not in (POST_EVENT, REENGAGEMENT):
+        raise InputError(f"trigger type: {trigger_type!r} is not post_event or reengagement")
+    with ctx.db.transaction() as conn:
+        done = followups.cancel_user(conn, user_id, trigger_type, ctx.now())
+    return CancelResult([CancelOutcome(i, "cancelled", CANCELLED, ExitCode.OK) for i in done])

@@ -1,0 +1,263 @@
+"""One settings object, built from the environment (and command-line overrides) and
+validated once at start. A bad value is refused with one line naming its variable."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import time
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from followup_cli.errors import SettingsError
+from followup_cli.templates import TemplateSet, load_templates
+
+# (variable, default, meaning) — the single source for `--help` and the README table.
+SETTINGS_DOC: tuple[tuple[str, str, str], ...] = (
+    ("DATABASE_URL", "embedded SQLite file", "where everything lives"),
+    ("SCHEDULER_TIMEZONE", "UTC", "IANA zone for naive times, 'today', send windows"),
+    ("FOLLOWUP_DELAY_HOURS", "24", "elapsed hours from event to post-event follow-up"),
+    ("REENGAGEMENT_INACTIVE_DAYS", "30", "inactivity that triggers re-engagement"),
+    ("SCHEDULER_ENABLED", "true", "false: passes exit 0 doing nothing"),
+    ("FOLLOWUP_SENDER", "log", "log | file:PATH | webhook:URL | command:CMD"),
+    ("FOLLOWUP_MAX_PENDING_PER_USER", "10", "cap on pending follow-ups per user"),
+    ("FOLLOWUP_MAX_RETRIES", "3", "retries of a failed delivery before 'failed'"),
+    ("FOLLOWUP_TEMPLATES_FILE", "none", "TOML file overriding or adding templates"),
+    ("FOLLOWUP_LEASE_SECONDS", "600", "how long a claimed follow-up is held"),
+    ("FOLLOWUP_SEND_WINDOW", "none", "e.g. 09:00-20:00; deliveries wait outside it"),
+    ("FOLLOWUP_WEBHOOK_SECRET", "none", "Standard Webhooks secret (whsec_ + base64)"),
+    ("FOLLOWUP_ALERT_FAILURES", "10", "health: failures in the last hour above this alert"),
+    ("FOLLOWUP_ALERT_DELAY_MINUTES", "30", "health: mean delay in the last hour above this"),
+    ("FOLLOWUP_ALERT_BACKLOG", "50", "health: pending over an hour late above this"),
+    ("FOLLOWUP_ALERT_STALE_MINUTES", "5", "health: no finished run-due pass for this long"),
+)
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
+
+
+def default_database_path() -> Path:
+    # platformdirs is imported here, not at module top: --help must stay fast.
+    from platformdirs import user_data_path
+
+    return user_data_path("followup", appauthor=False) / "followup.db"
+
+
+@dataclass(frozen=True)
+class SendWindow:
+    """A daily window of local time; `start > end` means it spans midnight."""
+
+    start: time
+    end: time
+
+    def contains(self, t: time) -> bool:
+        if self.start == self.end:
+            return True
+        if self.start < self.end:
+            return self.start <= t < self.end
+        return t >= self.start or t < self.end
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+@dataclass(frozen=True)
+class AlertThresholds:
+    failures_per_hour: int = 10
+    delay_minutes: float = 30.0
+    overdue_backlog: int = 50
+    stale_minutes: float = 5.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    database_is_default: bool
+    timezone: ZoneInfo
+    delay_hours: float = 24.0
+    inactive_days: int = 30
+    enabled: bool = True
+    sender: str = "log"
+    max_pending_per_user: int = 10
+    max_retries: int = 3
+    templates_file: Path | None = None
+    lease_seconds: int = 600
+    send_window: SendWindow | None = None
+    webhook_secret: bytes | None = field(default=None, repr=False)
+    alerts: AlertThresholds = field(default_factory=AlertThresholds)
+
+    @property
+    def timezone_name(self) -> str:
+        return self.timezone.key
+
+    def templates(self) -> TemplateSet:
+        """The template set in force: built-ins, overridden by the templates file."""
+        return load_templates(self.templates_file)
+
+    @property
+    def database_display(self) -> str:
+        """The database URL with any password masked, for output and logs."""
+        return mask_password(self.database_url)
+
+
+def mask_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    if ":" in creds:
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the URL forms operators already use and map them to our one driver.
+
+    `postgresql://` (what psql and pg_dump take), `postgres://`, `postgresql+asyncpg://`
+    (from the guide's .env) all run on psycopg2; `sqlite:///PATH` is used as given.
+    """
+    url = url.strip()
+    for prefix in ("postgresql+asyncpg://", "postgresql+psycopg2://", "postgresql://",
+                   "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    if url.startswith("sqlite://"):
+        return url
+    raise SettingsError(
+        "DATABASE_URL: expected postgresql://user:pass@host:5432/db or sqlite:///PATH, "
+        f"got {mask_password(url)!r}"
+    )
+
+
+def _number(name: str, raw: str, *, minimum: float, integer: bool) -> float:
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "a whole number" if integer else "a number"
+        raise SettingsError(f"{name}: {raw!r} is not {kind}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise SettingsError(f"{name}: {raw!r} is not a finite number")
+    if value < minimum:
+        raise SettingsError(f"{name}: {raw!r} must be at least {minimum:g}")
+    return value
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise SettingsError(f"{name}: {raw!r} is not true or false")
+
+
+def parse_zone(name: str, raw: str) -> ZoneInfo:
+    try:
+        if not raw or raw.startswith(("/", ".")) or ".." in raw:
+            raise ValueError
+        return ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"{name}: unknown time zone {raw!r} (use an IANA name "
+                            "such as America/Los_Angeles)") from None
+
+
+def parse_window(name: str, raw: str) -> SendWindow:
+    try:
+        start_s, end_s = raw.replace(" ", "").split("-")
+        return SendWindow(time.fromisoformat(start_s), time.fromisoformat(end_s))
+    except ValueError:
+        raise SettingsError(f"{name}: {raw!r} is not a window like 09:00-20:00") from None
+
+
+def parse_sender(name: str, raw: str) -> str:
+    raw = raw.strip()
+    if raw == "log":
+        return raw
+    kind, sep, target = raw.partition(":")
+    if not sep or kind not in ("file", "webhook", "command") or not target.strip():
+        raise SettingsError(
+            f"{name}: {raw!r} is not one of log, file:PATH, webhook:URL, command:CMD"
+        )
+    if kind == "webhook" and not target.startswith(("http://", "https://")):
+        raise SettingsError(f"{name}: webhook URL must start with http:// or https://")
+    return raw
+
+
+def parse_secret(name: str, raw: str) -> bytes:
+    body = raw.strip().removeprefix("whsec_")
+    try:
+        secret = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise SettingsError(f"{name}: not a Standard Webhooks secret (whsec_<base64>)") from None
+    if len(secret) < 8:
+        raise SettingsError(f"{name}: secret is too short (at least 8 bytes after base64)")
+    return secret
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str | None] | None = None,
+    *,
+    check_templates: bool = True,
+) -> Settings:
+    """Build and validate the settings. `overrides` maps variable names to values given
+    as command-line options; they win over the environment."""
+    env = dict(os.environ if environ is None else environ)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            env[key] = str(value)
+
+    def get(name: str) -> str | None:
+        value = env.get(name)
+        return None if value is None or value.strip() == "" else value.strip()
+
+    raw_url = get("DATABASE_URL")
+    if raw_url is None:
+        database_url = f"sqlite:///{default_database_path()}"
+        is_default = True
+    else:
+        database_url = normalize_database_url(raw_url)
+        is_default = False
+
+    def num(name: str, default: float, *, minimum: float, integer: bool) -> float:
+        raw = get(name)
+        return default if raw is None else _number(name, raw, minimum=minimum, integer=integer)
+
+    templates_file = None
+    if (raw_tpl := get("FOLLOWUP_TEMPLATES_FILE")) is not None:
+        templates_file = Path(raw_tpl).expanduser()
+        if not templates_file.is_file():
+            raise SettingsError(f"FOLLOWUP_TEMPLATES_FILE: cannot read {raw_tpl!r}")
+
+    window_raw = get("FOLLOWUP_SEND_WINDOW")
+    secret_raw = get("FOLLOWUP_WEBHOOK_SECRET")
+    settings = Settings(
+        database_url=database_url,
+        database_is_default=is_default,
+        timezone=parse_zone("SCHEDULER_TIMEZONE", get("SCHEDULER_TIMEZONE") or "UTC"),
+        delay_hours=num("FOLLOWUP_DELAY_HOURS", 24, minimum=0, integer=False),
+        inactive_days=int(num("REENGAGEMENT_INACTIVE_DAYS", 30, minimum=1, integer=True)),
+        enabled=parse_bool("SCHEDULER_ENABLED", get("SCHEDULER_ENABLED") or "true"),
+        sender=parse_sender("FOLLOWUP_SENDER", get("FOLLOWUP_SENDER") or "log"),
+        max_pending_per_user=int(
+            num("FOLLOWUP_MAX_PENDING_PER_USER", 10, minimum=1, integer=True)),
+        max_retries=int(num("FOLLOWUP_MAX_RETRIES", 3, minimum=0, integer=True)),
+        templates_file=templates_file,
+        lease_seconds=int(num("FOLLOWUP_LEASE_SECONDS", 600, minimum=10, integer=True)),
+        send_window=parse_window("FOLLOWUP_SEND_WINDOW", window_raw) if window_raw else None,
+        webhook_secret=parse_secret("FOLLOWUP_WEBHOOK_SECRET", secret_raw)
+        if secret_raw else None,
+        alerts=AlertThresholds(
+            failures_per_hour=int(num("FOLLOWUP_ALERT_FAILURES", 10, minimum=0, integer=True)),
+            delay_minutes=num("FOLLOWUP_ALERT_DELAY_MINUTES", 30, minimum=0, integer=False),
+            overdue_backlog=int(num("FOLLOWUP_ALERT_BACKLOG", 50, minimum=0, integer=True)),
+            stale_minutes=num("FOLLOWUP_ALERT_STALE_MINUTES", 5, minimum=1, integer=False),
+        ),
+    )
+    if check_templates and templates_file is not None:
+        settings.templates()  # refuse a broken templates file at start, naming the template
+    return settings

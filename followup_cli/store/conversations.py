@@ -1,0 +1,90 @@
+"""Queries on the conversation memory (ai_conversations, ai_messages) that the chat
+application writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from followup_cli.db.schema import ai_conversations as conv
+from followup_cli.db.schema import ai_messages as msg
+
+EMOTION_WINDOW = 5  # the conversation's last N scored messages choose the template
+
+
+def recent_scores(conn: sa.Connection, conversation_id: str) -> list[float]:
+    """The newest EMOTION_WINDOW emotion scores of one conversation."""
+    rows = conn.execute(
+        sa.select(msg.c.emotion_score)
+        .where(msg.c.conversation_id == conversation_id, msg.c.emotion_score.is_not(None))
+        .order_by(msg.c.created_at.desc(), msg.c.id.desc())
+        .limit(EMOTION_WINDOW)
+    )
+    return [float(r[0]) for r in rows]
+
+
+def recent_scores_many(conn: sa.Connection, conversation_ids: Iterable[str]
+                       ) -> dict[str, list[float]]:
+    """recent_scores for many conversations in one query (a window function)."""
+    ids = sorted(set(conversation_ids))
+    if not ids:
+        return {}
+    ranked = (
+        sa.select(
+            msg.c.conversation_id,
+            msg.c.emotion_score,
+            sa.func.row_number().over(
+                partition_by=msg.c.conversation_id,
+                order_by=(msg.c.created_at.desc(), msg.c.id.desc()),
+            ).label("rn"),
+        )
+        .where(msg.c.conversation_id.in_(sa.bindparam("ids", expanding=True)),
+               msg.c.emotion_score.is_not(None))
+        .subquery()
+    )
+    query = sa.select(ranked.c.conversation_id, ranked.c.emotion_score).where(
+        ranked.c.rn <= EMOTION_WINDOW)
+    out: dict[str, list[float]] = {}
+    for chunk_start in range(0, len(ids), 5000):
+        chunk = ids[chunk_start:chunk_start + 5000]
+        for cid, score in conn.execute(query, {"ids": chunk}):
+            out.setdefault(cid, []).append(float(score))
+    return out
+
+
+def latest_conversation(conn: sa.Connection, user_id: str) -> str | None:
+    """The user's most recent conversation: the one with the newest message, else the newest
+    created."""
+    newest_msg = conn.execute(
+        sa.select(msg.c.conversation_id).where(msg.c.user_id == user_id)
+        .order_by(msg.c.created_at.desc(), msg.c.id.desc()).limit(1)
+    ).scalar()
+    if newest_msg is not None:
+        return str(newest_msg)
+    newest = conn.execute(
+        sa.select(conv.c.id).where(conv.c.user_id == user_id)
+        .order_by(conv.c.created_at.desc(), conv.c.id.desc()).limit(1)
+    ).scalar()
+    return None if newest is None else str(newest)
+
+
+def last_activity(conn: sa.Connection, user_id: str) -> datetime | None:
+    """When the user last sent a message (role = 'user')."""
+    value: datetime | None = conn.execute(
+        sa.select(sa.func.max(msg.c.created_at))  # max() keeps UTCDateTime's conversion
+        .where(msg.c.user_id == user_id, msg.c.role == "user")
+    ).scalar()
+    return value
+
+
+def insert_conversations(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(sa.insert(conv), rows)
+
+
+def insert_messages(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(sa.insert(msg), rows)

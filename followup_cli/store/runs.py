@@ -1,0 +1,37 @@
+"""The run record: one row per pass (run-due, scan-inactive, ...), read by `health`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from followup_cli.db.schema import followup_runs as runs
+
+
+def start(conn: sa.Connection, *, run_id: str, kind: str, host: str, pid: int,
+          started_at: datetime) -> None:
+    conn.execute(sa.insert(runs).values(id=run_id, kind=kind, host=host, pid=pid,
+                                        started_at=started_at, status="running", counts={}))
+
+
+def finish(conn: sa.Connection, *, run_id: str, finished_at: datetime, status: str,
+           counts: dict[str, Any], error_message: str | None = None) -> None:
+    conn.execute(sa.update(runs).where(runs.c.id == run_id).values(
+        finished_at=finished_at, status=status, counts=counts, error_message=error_message))
+
+
+def last_finished(conn: sa.Connection, kind: str) -> dict[str, Any] | None:
+    """The most recently finished pass of a kind (idle passes count: they ran)."""
+    row = conn.execute(
+        sa.select(runs).where(runs.c.kind == kind, runs.c.finished_at.is_not(None))
+        .order_by(runs.c.finished_at.desc()).limit(1)
+    ).mappings().first()
+    return None if row is None else dict(row)
+
+
+def delete_finished_before(conn: sa.Connection, cutoff: datetime) -> int:
+    """Retention for the run record itself."""
+    result = conn.execute(sa.delete(runs).where(runs.c.finished_at < cutoff))
+    return int(result.rowcount or 0)

@@ -1,0 +1,57 @@
+"""Time parsing and zone arithmetic. Instants are aware datetimes in UTC everywhere inside;
+local time exists only at the edges (parsing input, 'today', send windows, display)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from followup_cli.errors import InputError
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_instant(text: str, zone: ZoneInfo, *, name: str) -> datetime:
+    """ISO 8601 → aware UTC. A time without offset is local to `zone`, read with fold=0 as
+    zoneinfo does: a time in the spring-forward gap moves forward by the gap, a repeated
+    fall-back time is its first occurrence. A bare date is local midnight."""
+    raw = text.strip()
+    if not raw:
+        raise InputError(f"{name}: empty time (expected ISO 8601, e.g. 2026-11-14T18:00)")
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InputError(
+            f"{name}: {raw!r} is not a valid ISO 8601 time (e.g. 2026-11-14T18:00 or "
+            "2026-11-14T18:00:00-08:00)"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zone, fold=0)
+    return value.astimezone(UTC)
+
+
+def after_elapsed(start: datetime, hours: float) -> datetime:
+    """`hours` of elapsed (not wall-clock) time after an instant: DST cannot shift it."""
+    return (start.astimezone(UTC) + timedelta(hours=hours)).astimezone(UTC)
+
+
+def local_day_bounds(now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """The UTC instants where the zone's current local day starts and ends (23 or 25 hours
+    long across a DST change)."""
+    local = now.astimezone(zone)
+    start = datetime(local.year, local.month, local.day, tzinfo=zone)
+    nxt = start.date() + timedelta(days=1)
+    end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def human_date(instant: datetime, zone: ZoneInfo) -> str:
+    """How {event_date} reads in a message: 'November 14, 2026' in the scheduler zone."""
+    local = instant.astimezone(zone)
+    return f"{local:%B} {local.day}, {local.year}"
+
+
+def iso(instant: datetime | None) -> str | None:
+    return None if instant is None else instant.astimezone(UTC).isoformat()

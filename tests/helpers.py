@@ -1,0 +1,48 @@
+"""Test helpers that write the way the chat application does: straight into the tables."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from followup_cli.db.schema import ai_conversations, ai_messages
+from followup_cli.db.schema import scheduled_followups as sf
+from followup_cli.service.context import Context
+
+_seq = itertools.count()
+
+
+def add_conversation(ctx: Context, conversation_id: str, user_id: str,
+                     scores: list[float | None], *, at: datetime | None = None,
+                     role: str = "user") -> None:
+    """A conversation whose messages carry `scores` in order, one minute apart, the last at
+    `at` (default: an hour before the context's now)."""
+    end = at or (ctx.now() - timedelta(hours=1))
+    start = end - timedelta(minutes=len(scores))
+    with ctx.db.transaction() as conn:
+        exists = conn.execute(sa.select(ai_conversations.c.id).where(
+            ai_conversations.c.id == conversation_id)).first()
+        if not exists:
+            conn.execute(sa.insert(ai_conversations).values(
+                id=conversation_id, user_id=user_id, created_at=start))
+        messages = [
+            {"id": f"m{next(_seq)}-{conversation_id}", "conversation_id": conversation_id,
+             "user_id": user_id, "role": role, "content": "hello",
+             "emotion_score": score, "created_at": start + timedelta(minutes=i + 1)}
+            for i, score in enumerate(scores)
+        ]
+        if messages:
+            conn.execute(sa.insert(ai_messages), messages)
+
+
+def rows(ctx: Context) -> list[dict[str, Any]]:
+    with ctx.db.transaction(readonly=True) as conn:
+        return [dict(r) for r in conn.execute(
+            sa.select(sf).order_by(sf.c.created_at, sf.c.id)).mappings()]
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
