@@ -11,7 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from followup_cli import __version__
-from followup_cli.cli import db_cmds, schedule_cmds
+from followup_cli.cli import db_cmds, delivery_cmds, ops_cmds, passes_cmds, schedule_cmds
 from followup_cli.cli.common import STATE
 from followup_cli.errors import ExitCode, FollowupError
 
@@ -117,6 +117,9 @@ def root(
 app.add_typer(schedule_cmds.app, name="schedule")
 schedule_cmds.register(app)
 app.add_typer(db_cmds.app, name="db")
+delivery_cmds.register(app)  # run-due
+passes_cmds.register(app)  # scan-inactive, schedule import, conversations import, demo
+ops_cmds.register(app)  # health, stats, cleanup, list, show, retry, forget-user, templates
 
 
 def _configure_logging() -> None:
