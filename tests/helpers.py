@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ _seq = itertools.count()
 
 
 def add_conversation(ctx: Context, conversation_id: str, user_id: str,
-                     scores: list[float | None], *, at: datetime | None = None,
+                     scores: Sequence[float | None], *, at: datetime | None = None,
                      role: str = "user") -> None:
     """A conversation whose messages carry `scores` in order, one minute apart, the last at
     `at` (default: an hour before the context's now)."""
@@ -44,5 +45,5 @@ def rows(ctx: Context) -> list[dict[str, Any]]:
             sa.select(sf).order_by(sf.c.created_at, sf.c.id)).mappings()]
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)

@@ -49,7 +49,7 @@ class FollowupGroup(TyperGroup):
     """Turns followup's errors into one line on stderr and the documented exit code (a
     traceback only with --verbose); with --json, stdout still gets one JSON document."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except FollowupError as error:

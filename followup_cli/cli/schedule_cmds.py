@@ -74,7 +74,7 @@ def post_event(
 
     Example:
 
-        followup schedule post-event --user-id u42 --conversation-id c7 --event-date 2026-11-14T18:00 --booking-id B-1001
+        followup schedule post-event --user-id u42 --conversation-id c7 --event-date 2026-11-14T18:00
     """
     out = output(json)
     from followup_cli.service.requests import post_event_request
@@ -163,8 +163,8 @@ def cancel(
     """
     out = output(json)
     from followup_cli.errors import InputError
-    from followup_cli.service.scheduling import cancel_ids, cancel_user
     from followup_cli.service.requests import require_id
+    from followup_cli.service.scheduling import cancel_ids, cancel_user
 
     if user_id is not None and ids:
         raise InputError("give follow-up ids or --user-id, not both")

@@ -89,7 +89,7 @@ def test_cancelled_one_is_not_a_duplicate(ctx: Context) -> None:
     assert post(ctx).status == "scheduled"
 
 
-def test_cap_refuses_and_writes_nothing(make_ctx) -> None:  # type: ignore[no-untyped-def]
+def test_cap_refuses_and_writes_nothing(make_ctx) -> None:
     ctx = make_ctx(FOLLOWUP_MAX_PENDING_PER_USER=2)
     post(ctx, event="2026-11-01T10:00")
     post(ctx, event="2026-11-05T10:00")
@@ -99,7 +99,7 @@ def test_cap_refuses_and_writes_nothing(make_ctx) -> None:  # type: ignore[no-un
 
 
 def test_missing_template_variable_is_an_input_error_and_writes_nothing(tmp_path, make_ctx
-                                                                         ) -> None:  # type: ignore[no-untyped-def]
+                                                                         ) -> None:
     tpl = tmp_path / "t.toml"
     tpl.write_text('[templates.post_event_neutral_emotion]\ncontent = "Booking {booking_id}"\n')
     ctx = make_ctx(FOLLOWUP_TEMPLATES_FILE=tpl)
@@ -118,7 +118,7 @@ def test_ids_with_quotes_semicolons_unicode_stored_verbatim(ctx: Context) -> Non
     assert result.user_id == user
 
 
-def test_delay_is_elapsed_time_across_dst(make_ctx) -> None:  # type: ignore[no-untyped-def]
+def test_delay_is_elapsed_time_across_dst(make_ctx) -> None:
     ctx = make_ctx(SCHEDULER_TIMEZONE="America/Los_Angeles")
     # 2026-03-07 18:00 PST; DST starts 2026-03-08 02:00 → 24 h later is 19:00 PDT
     result = post(ctx, event="2026-03-07T18:00")
@@ -127,7 +127,7 @@ def test_delay_is_elapsed_time_across_dst(make_ctx) -> None:  # type: ignore[no-
     assert (local.hour, local.day) == (19, 8)
 
 
-def test_reengagement_one_per_period(ctx: Context, clock) -> None:  # type: ignore[no-untyped-def]
+def test_reengagement_one_per_period(ctx: Context, clock) -> None:
     add_conversation(ctx, "c1", "u1", [0.2, 0.1], at=clock.now - timedelta(days=40))
     first = schedule_reengagement(ctx, reengagement_request(ctx.settings.timezone,
                                                             user_id="u1"))
@@ -153,7 +153,7 @@ def test_cancel_rules(ctx: Context) -> None:
     assert cancel_ids(ctx, ["nope"]).exit_code == 2
 
 
-def test_cancel_by_user_and_trigger_type(ctx: Context, clock) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_by_user_and_trigger_type(ctx: Context, clock) -> None:
     p = post(ctx)
     r = schedule_reengagement(ctx, reengagement_request(ctx.settings.timezone, user_id="u1"))
     post(ctx, user="u2")
