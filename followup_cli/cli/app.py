@@ -58,6 +58,8 @@ class FollowupGroup(TyperGroup):
             _report(str(error), error.exit_code)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise  # usage errors (exit 2), --help, and our own typer.Exit codes
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): handled quietly in main()
         except KeyboardInterrupt:
             _report("interrupted", ExitCode.FAILURE)
         except Exception as error:  # a bug: say so briefly, the traceback with --verbose
@@ -136,4 +138,11 @@ def _configure_logging() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     _configure_logging()
-    app(args=argv, prog_name="followup")
+    try:
+        app(args=argv, prog_name="followup")
+    except BrokenPipeError:
+        # Python's advice: point stdout at devnull so the interpreter's final flush is quiet.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(ExitCode.FAILURE)
