@@ -99,5 +99,5 @@ def test_webhook_secret_decodes() -> None:
 def test_broken_templates_file_refused_at_start(tmp_path: Path) -> None:
     bad = tmp_path / "t.toml"
     bad.write_text('[templates.post_event_high_emotion]\ncontent = "Hi {name}"\n')
-    with pytest.raises(SettingsError, match="post_event_high_emotion.*unknown placeholder"):
+    with pytest.raises(SettingsError, match=r"post_event_high_emotion.*unknown placeholder"):
         load_settings({"FOLLOWUP_TEMPLATES_FILE": str(bad)})
