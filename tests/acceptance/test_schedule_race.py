@@ -106,3 +106,13 @@ def test_module_entry_point() -> None:
     proc = subprocess.run([sys.executable, "-m", "followup_cli", "--version"],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0 and proc.stdout.startswith("followup ")
+
+
+@pytest.mark.slow
+def test_concurrent_first_use_of_a_fresh_sqlite_file(tmp_path: Path) -> None:
+    """Six cron-style processes meeting a database file that does not exist yet: one
+    migrates it, the others wait for it, all succeed."""
+    url = f"sqlite:///{tmp_path}/fresh/followup.db"
+    results = finish([spawn(url, post_args("2026-11-14", user=f"u{i}")) for i in range(6)])
+    assert [code for code, _, _ in results] == [0] * 6, results
+    assert len(rows(url)) == 6
