@@ -150,6 +150,8 @@ def _load_file(path: Path, _mtime_ns: int) -> TemplateSet:
     templates = builtin_templates()
     for tid, body in table.items():
         where = f"{label}: template {tid}"
+        if not tid.strip():
+            raise SettingsError(f"{label}: a template id is empty")
         if len(tid) > MAX_TEMPLATE_ID:
             raise SettingsError(f"{where}: id is longer than {MAX_TEMPLATE_ID} characters")
         if not isinstance(body, dict):

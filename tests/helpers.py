@@ -47,3 +47,20 @@ def rows(ctx: Context) -> list[dict[str, Any]]:
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
     return datetime(year, month, day, hour, minute, tzinfo=UTC)
+
+
+def add_followup(ctx: Context, **fields: Any) -> str:
+    """Write one scheduled_followups row directly (as crafted state for operator tests);
+    `fields` override the defaults (a pending post-event due at the context's now)."""
+    now = ctx.now()
+    row: dict[str, Any] = {
+        "id": f"f{next(_seq)}", "conversation_id": "c1", "user_id": "u1",
+        "trigger_type": "post_event", "trigger_data": {}, "scheduled_at": now,
+        "status": "pending", "template_id": "post_event_neutral_emotion",
+        "message_content": "hello", "created_at": now, "retry_count": 0,
+    }
+    row.update(fields)
+    row.setdefault("next_attempt_at", row["scheduled_at"])
+    with ctx.db.transaction() as conn:
+        conn.execute(sa.insert(sf), [row])
+    return str(row["id"])

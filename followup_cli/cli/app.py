@@ -49,6 +49,13 @@ class FollowupGroup(TyperGroup):
     """Turns followup's errors into one line on stderr and the documented exit code (a
     traceback only with --verbose); with --json, stdout still gets one JSON document."""
 
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        # The settings epilog (with the data-directory path) is built only for --help, so
+        # cron passes do not pay for it at start-up.
+        if not self.epilog:
+            self.epilog = _epilog()
+        super().format_help(ctx, formatter)
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
@@ -96,7 +103,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback(epilog=_epilog())
+@app.callback()
 def root(
     database_url: Annotated[str | None, typer.Option(
         "--database-url", metavar="URL", show_default=False,

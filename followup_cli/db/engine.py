@@ -150,12 +150,18 @@ class Database:
         self._schema_checked = True
 
     def current_revision(self) -> str | None:
-        with self.errors(), self.engine.connect() as conn:
-            conn = conn.execution_options(sqlite_begin="DEFERRED")
-            with conn.begin():
-                if not sa.inspect(conn).has_table("alembic_version"):
-                    return None
-                row = conn.execute(sa.text("SELECT version_num FROM alembic_version")).first()
+        """The Alembic revision, None for an empty database: one query on the hot path."""
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(sqlite_begin="DEFERRED")
+                with conn.begin():
+                    row = conn.execute(
+                        sa.text("SELECT version_num FROM alembic_version")).first()
+        except exc.SQLAlchemyError as error:
+            translated = translate(error, self.url)
+            if isinstance(translated, SchemaError):  # no alembic_version table yet
+                return None
+            raise translated from error
         return None if row is None else str(row[0])
 
     def dispose(self) -> None:

@@ -1,0 +1,193 @@
+"""`cleanup` (retention), `retry` and `forget-user` (right to be forgotten)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from followup_cli.db.schema import CANCELLED, EXECUTED, FAILED, PENDING, PROCESSING
+from followup_cli.errors import ExitCode, InputError, RuleViolation
+from followup_cli.service.context import Context
+from followup_cli.service.requests import require_id
+from followup_cli.store import locks, maintenance
+from followup_cli.timeutil import iso
+
+log = logging.getLogger("followup.maintenance")
+
+DEFAULT_RETENTION_DAYS = 90  # the guide's "keep 90 days"
+BATCH = 1000  # rows per delete transaction: short locks however large the clean-up
+
+# Asked before deleting anything, with the counts; False aborts. Lets one service call
+# cover count → confirm → delete while the CLI owns the question.
+Confirm = Callable[[dict[str, int]], bool]
+
+
+# --- cleanup ----------------------------------------------------------------------------
+
+@dataclass
+class CleanupResult:
+    cutoff: datetime
+    older_than_days: float
+    kinds: list[str]
+    dry_run: bool
+    counts: dict[str, int]  # executed / failed / cancelled / runs: found (dry run) or deleted
+    batches: int = 0
+    aborted: bool = False
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dry_run": self.dry_run, "aborted": self.aborted, "cutoff": iso(self.cutoff),
+                "older_than_days": self.older_than_days, "kinds": self.kinds,
+                "counts": self.counts, "total": self.total, "batches": self.batches}
+
+
+def cleanup(ctx: Context, *, older_than_days: float = DEFAULT_RETENTION_DAYS,
+            include_failed: bool = False, include_cancelled: bool = False,
+            dry_run: bool = False, confirm: Confirm | None = None,
+            batch: int = BATCH) -> CleanupResult:
+    """Delete executed follow-ups (and optionally failed and cancelled ones) that ended more
+    than `older_than_days` ago, and run records as old, in batches of `batch` rows per
+    transaction. Executed rows go by executed_at, failed by their last attempt, cancelled
+    by cancelled_at."""
+    if not older_than_days >= 0:  # also refuses NaN
+        raise InputError(f"--older-than-days: {older_than_days} must not be negative")
+    if batch < 1:
+        raise InputError("batch size must be at least 1")
+    now = ctx.now()
+    cutoff = now - timedelta(days=older_than_days)
+    kinds = [EXECUTED] + ([FAILED] if include_failed else []) + (
+        [CANCELLED] if include_cancelled else [])
+    with ctx.db.transaction(readonly=True) as conn:
+        found = {k: maintenance.count_expired(conn, k, cutoff) for k in kinds}
+        found["runs"] = maintenance.count_runs_finished_before(conn, cutoff)
+    result = CleanupResult(cutoff, older_than_days, kinds, dry_run, found)
+    if dry_run or result.total == 0:
+        return result
+    if confirm is not None and not confirm(found):
+        result.aborted = True
+        result.counts = dict.fromkeys(found, 0)
+        return result
+    deleted = dict.fromkeys(found, 0)
+    for kind in [*kinds, "runs"]:
+        while True:
+            with ctx.db.transaction() as conn:
+                if kind == "runs":
+                    n = maintenance.delete_runs_batch(conn, cutoff, batch)
+                else:
+                    n = maintenance.delete_expired_batch(conn, kind, cutoff, batch)
+            if not n:  # not `n < batch`: rows locked elsewhere make a batch short
+                break
+            result.batches += 1
+            deleted[kind] += n
+    result.counts = deleted
+    log.info("cleanup deleted %s in %d batches (cutoff %s)", deleted, result.batches,
+             iso(cutoff))
+    return result
+
+
+# --- retry ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RetryOutcome:
+    id: str
+    outcome: str  # retried | not_found | not_failed | live_reengagement
+    status: str | None  # status after the command
+    exit_code: ExitCode
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "outcome": self.outcome, "status": self.status,
+                "exit_code": int(self.exit_code)}
+
+
+@dataclass
+class RetryResult:
+    outcomes: list[RetryOutcome]
+    due_at: datetime
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return max((o.exit_code for o in self.outcomes), default=ExitCode.OK)
+
+    @property
+    def retried(self) -> list[str]:
+        return [o.id for o in self.outcomes if o.outcome == "retried"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"retried": len(self.retried), "due_at": iso(self.due_at),
+                "results": [o.to_json() for o in self.outcomes],
+                "exit_code": int(self.exit_code)}
+
+
+def retry(ctx: Context, ids: list[str]) -> RetryResult:
+    """Put failed follow-ups back to pending, due now. An unknown id exits 2, one that is
+    not failed 3; with several ids the highest code wins (like cancel)."""
+    if not ids:
+        raise InputError("give at least one follow-up id")
+    unique = list(dict.fromkeys(require_id("follow-up id", i) for i in ids))
+    now = ctx.now()
+    with ctx.db.transaction() as conn:
+        blocked = set(maintenance.blocked_reengagements(conn, unique))
+        done = set(maintenance.retry_failed(conn, [i for i in unique if i not in blocked], now))
+        states = maintenance.statuses(conn, [i for i in unique if i not in done])
+    outcomes = []
+    for fid in unique:
+        state = states.get(fid)
+        if fid in done:
+            outcomes.append(RetryOutcome(fid, "retried", PENDING, ExitCode.OK))
+        elif state is None:
+            outcomes.append(RetryOutcome(fid, "not_found", None, ExitCode.INVALID))
+        elif fid in blocked:
+            outcomes.append(RetryOutcome(fid, "live_reengagement", state, ExitCode.REFUSED))
+        else:
+            outcomes.append(RetryOutcome(fid, "not_failed", state, ExitCode.REFUSED))
+    log.info("retry: %d of %d put back to pending", len(done), len(unique))
+    return RetryResult(outcomes, now)
+
+
+# --- forget-user ------------------------------------------------------------------------
+
+@dataclass
+class ForgetResult:
+    user_id: str
+    counts: dict[str, int] = field(default_factory=dict)  # deleted per table
+    aborted: bool = False
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "aborted": self.aborted, "deleted": self.counts,
+                "total": self.total}
+
+
+def forget_user(ctx: Context, user_id: str, *, confirm: Confirm | None = None) -> ForgetResult:
+    """Delete every follow-up, message and conversation of a user in one transaction.
+
+    Refused (exit 3) while one of the user's follow-ups is being delivered: deleting it
+    would not stop that delivery. Run it again after the pass (at most the lease)."""
+    user_id = require_id("user_id", user_id)
+    with ctx.db.transaction(readonly=True) as conn:
+        found = maintenance.count_user_data(conn, user_id)
+    if sum(found.values()) == 0:
+        return ForgetResult(user_id, found)
+    if confirm is not None and not confirm(found):
+        return ForgetResult(user_id, dict.fromkeys(found, 0), aborted=True)
+    with ctx.db.transaction() as conn:
+        locks.lock_users(conn, [user_id])  # no scheduling for this user meanwhile
+        in_flight = sorted(i for i, s in maintenance.lock_user_followups(conn, user_id).items()
+                           if s == PROCESSING)
+        if in_flight:
+            raise RuleViolation(
+                f"user {user_id!r} has {len(in_flight)} follow-up(s) being delivered right now "
+                f"({in_flight[0]}...): nothing deleted; run forget-user again after the pass")
+        deleted = maintenance.delete_user_data(conn, user_id)
+    log.info("forget-user deleted %d follow-ups, %d messages, %d conversations",
+             deleted["followups"], deleted["messages"], deleted["conversations"])
+    return ForgetResult(user_id, deleted)

@@ -1,0 +1,161 @@
+"""Writes behind `cleanup`, `retry` and `forget-user`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from followup_cli.db.schema import (
+    CANCELLED,
+    EXECUTED,
+    FAILED,
+    PENDING,
+    PROCESSING,
+    REENGAGEMENT,
+)
+from followup_cli.db.schema import ai_conversations as conv
+from followup_cli.db.schema import ai_messages as msg
+from followup_cli.db.schema import followup_runs as runs
+from followup_cli.db.schema import scheduled_followups as sf
+from followup_cli.store.monitoring import failed_at
+
+# --- retention --------------------------------------------------------------------------
+
+RETENTION_KINDS = (EXECUTED, FAILED, CANCELLED)
+
+
+def _expired(kind: str, cutoff: datetime) -> sa.ColumnElement[bool]:
+    """Rows of one retention kind that are older than `cutoff`, each by the time it ended."""
+    if kind == EXECUTED:
+        return sa.and_(sf.c.status == EXECUTED, sf.c.executed_at < cutoff)
+    if kind == FAILED:
+        return sa.and_(sf.c.status == FAILED, failed_at() < cutoff)
+    if kind == CANCELLED:
+        return sa.and_(sf.c.status == CANCELLED,
+                       sa.func.coalesce(sf.c.cancelled_at, sf.c.created_at) < cutoff)
+    raise ValueError(kind)
+
+
+def count_expired(conn: sa.Connection, kind: str, cutoff: datetime) -> int:
+    return int(conn.execute(
+        sa.select(sa.func.count()).select_from(sf).where(_expired(kind, cutoff))
+    ).scalar_one())
+
+
+def delete_expired_batch(conn: sa.Connection, kind: str, cutoff: datetime, batch: int) -> int:
+    """Delete at most `batch` expired rows of one kind; returns how many went."""
+    ids = sa.select(sf.c.id).where(_expired(kind, cutoff)).limit(batch)
+    if conn.dialect.name == "postgresql":
+        # Rows another session holds are left for the next run rather than waited for.
+        ids = ids.with_for_update(skip_locked=True)
+    chosen = [r[0] for r in conn.execute(ids)]
+    if not chosen:
+        return 0
+    result = conn.execute(sa.delete(sf).where(
+        sf.c.id.in_(sa.bindparam("ids", expanding=True)), _expired(kind, cutoff)),
+        {"ids": chosen})
+    return int(result.rowcount or 0)
+
+
+def count_runs_finished_before(conn: sa.Connection, cutoff: datetime) -> int:
+    return int(conn.execute(
+        sa.select(sa.func.count()).select_from(runs).where(runs.c.finished_at < cutoff)
+    ).scalar_one())
+
+
+def delete_runs_batch(conn: sa.Connection, cutoff: datetime, batch: int) -> int:
+    chosen = [r[0] for r in conn.execute(
+        sa.select(runs.c.id).where(runs.c.finished_at < cutoff).limit(batch))]
+    if not chosen:
+        return 0
+    result = conn.execute(sa.delete(runs).where(
+        runs.c.id.in_(sa.bindparam("ids", expanding=True))), {"ids": chosen})
+    return int(result.rowcount or 0)
+
+
+# --- retry ------------------------------------------------------------------------------
+
+def retry_failed(conn: sa.Connection, ids: Sequence[str], now: datetime) -> list[str]:
+    """Put those of `ids` that are failed back to pending, due now, with a fresh retry
+    budget. scheduled_at is untouched (the delay metric still counts from it) and
+    error_message stays until the next attempt replaces or clears it."""
+    if not ids:
+        return []
+    rows = conn.execute(
+        sa.update(sf)
+        .where(sf.c.id.in_(sa.bindparam("ids", expanding=True)), sf.c.status == FAILED)
+        .values(status=PENDING, next_attempt_at=now, retry_count=0, locked_until=None,
+                locked_by=None)
+        .returning(sf.c.id),
+        {"ids": list(ids)},
+    )
+    return [r[0] for r in rows]
+
+
+def blocked_reengagements(conn: sa.Connection, ids: Sequence[str]) -> list[str]:
+    """Failed re-engagements among `ids` whose user already has a live one: retrying them
+    would break "at most one pending re-engagement per user"."""
+    if not ids:
+        return []
+    live = sf.alias("live")
+    rows = conn.execute(
+        sa.select(sf.c.id).where(
+            sf.c.id.in_(sa.bindparam("ids", expanding=True)),
+            sf.c.status == FAILED,
+            sf.c.trigger_type == REENGAGEMENT,
+            sa.exists().where(live.c.user_id == sf.c.user_id,
+                              live.c.trigger_type == REENGAGEMENT,
+                              live.c.status.in_((PENDING, PROCESSING))),
+        ), {"ids": list(ids)})
+    return [r[0] for r in rows]
+
+
+def statuses(conn: sa.Connection, ids: Sequence[str]) -> dict[str, str]:
+    rows = conn.execute(sa.select(sf.c.id, sf.c.status).where(
+        sf.c.id.in_(sa.bindparam("ids", expanding=True))), {"ids": list(ids)})
+    return {r[0]: r[1] for r in rows}
+
+
+# --- right to be forgotten ----------------------------------------------------------------
+
+def _user_conversations(user_id: str) -> sa.Select[Any]:
+    return sa.select(conv.c.id).where(conv.c.user_id == user_id)
+
+
+def _user_messages(user_id: str) -> sa.ColumnElement[bool]:
+    # Their own messages, and every message of their conversations (the assistant's replies
+    # quote them; the conversation cascade would delete those anyway).
+    return sa.or_(msg.c.user_id == user_id, msg.c.conversation_id.in_(_user_conversations(user_id)))
+
+
+def count_user_data(conn: sa.Connection, user_id: str) -> dict[str, int]:
+    def count(table: sa.Table, cond: sa.ColumnElement[bool]) -> int:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table).where(cond)
+                                ).scalar_one())
+
+    return {
+        "followups": count(sf, sf.c.user_id == user_id),
+        "messages": count(msg, _user_messages(user_id)),
+        "conversations": count(conv, conv.c.user_id == user_id),
+    }
+
+
+def lock_user_followups(conn: sa.Connection, user_id: str) -> dict[str, str]:
+    """Lock the user's follow-ups (PostgreSQL; a pass claiming with SKIP LOCKED passes them
+    by) and return their statuses by id."""
+    query = sa.select(sf.c.id, sf.c.status).where(sf.c.user_id == user_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return {r[0]: r[1] for r in conn.execute(query)}
+
+
+def delete_user_data(conn: sa.Connection, user_id: str) -> dict[str, int]:
+    """The guide's three DELETEs, children first; returns the rows deleted per table."""
+    followups = conn.execute(sa.delete(sf).where(sf.c.user_id == user_id)).rowcount
+    messages = conn.execute(sa.delete(msg).where(_user_messages(user_id))).rowcount
+    conversations = conn.execute(sa.delete(conv).where(conv.c.user_id == user_id)).rowcount
+    return {"followups": int(followups or 0), "messages": int(messages or 0),
+            "conversations": int(conversations or 0)}

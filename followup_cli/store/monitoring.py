@@ -1,0 +1,164 @@
+"""Read-only aggregate queries behind `health` and `stats`, and the rows `list`/`show` read.
+
+Every query is an aggregate or a bounded page: none returns one row per follow-up of the
+history. Times are compared as instants (bound parameters), never with DATE(), so "today"
+means the scheduler zone's day on both databases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from followup_cli.db.schema import EXECUTED, FAILED, PENDING
+from followup_cli.db.schema import scheduled_followups as sf
+
+
+def _delay_seconds(conn: sa.Connection) -> sa.ColumnElement[Any]:
+    """executed_at − scheduled_at in seconds, the guide's delay metric."""
+    if conn.dialect.name == "postgresql":
+        return sa.extract("epoch", sf.c.executed_at - sf.c.scheduled_at)
+    # SQLite keeps UTC text; julianday() reads it, in days.
+    return (sa.func.julianday(sf.c.executed_at) - sa.func.julianday(sf.c.scheduled_at)) * 86400.0
+
+
+def failed_at() -> sa.ColumnElement[Any]:
+    """When a failed follow-up failed: its last attempt (rows written by other programs may
+    lack it, then its creation)."""
+    return sa.func.coalesce(sf.c.last_attempt_at, sf.c.created_at)
+
+
+def count_by_status(conn: sa.Connection, status: str) -> int:
+    return int(conn.execute(
+        sa.select(sa.func.count()).select_from(sf).where(sf.c.status == status)
+    ).scalar_one())
+
+
+def count_executed_between(conn: sa.Connection, start: datetime, end: datetime) -> int:
+    return int(conn.execute(
+        sa.select(sa.func.count()).select_from(sf).where(
+            sf.c.executed_at >= start, sf.c.executed_at < end)
+    ).scalar_one())
+
+
+def count_failed_since(conn: sa.Connection, since: datetime) -> int:
+    return int(conn.execute(
+        sa.select(sa.func.count()).select_from(sf).where(
+            sf.c.status == FAILED, failed_at() > since)
+    ).scalar_one())
+
+
+def delay_since(conn: sa.Connection, since: datetime) -> tuple[int, float | None]:
+    """(count, mean delay in seconds) of the follow-ups executed after `since`."""
+    row = conn.execute(
+        sa.select(sa.func.count(), sa.func.avg(_delay_seconds(conn))).select_from(sf).where(
+            sf.c.status == EXECUTED, sf.c.executed_at > since)
+    ).one()
+    return int(row[0]), None if row[1] is None else float(row[1])
+
+
+def count_overdue(conn: sa.Connection, cutoff: datetime) -> int:
+    """Pending follow-ups whose scheduled time is before `cutoff` (the guide's backlog)."""
+    return int(conn.execute(
+        sa.select(sa.func.count()).select_from(sf).where(
+            sf.c.status == PENDING, sf.c.scheduled_at < cutoff)
+    ).scalar_one())
+
+
+@dataclass(frozen=True)
+class DayAggregate:
+    executed: int
+    avg_delay_seconds: float | None
+
+
+def executed_per_bucket(conn: sa.Connection, bounds: Sequence[tuple[datetime, datetime]]
+                        ) -> dict[int, DayAggregate]:
+    """Executed count and mean delay per [start, end) bucket, in one query; keys are the
+    bucket indexes (buckets with nothing executed are absent)."""
+    if not bounds:
+        return {}
+    bucket = sa.case(
+        *[(sa.and_(sf.c.executed_at >= start, sf.c.executed_at < end), i)
+          for i, (start, end) in enumerate(bounds)],
+        else_=-1,
+    )
+    lo = min(s for s, _ in bounds)
+    hi = max(e for _, e in bounds)
+    # Group in an outer query: the CASE carries bound parameters, which PostgreSQL would
+    # not match between SELECT and GROUP BY.
+    inner = (
+        sa.select(bucket.label("bucket"), _delay_seconds(conn).label("delay"))
+        .where(sf.c.status == EXECUTED, sf.c.executed_at >= lo, sf.c.executed_at < hi)
+        .subquery()
+    )
+    rows = conn.execute(
+        sa.select(inner.c.bucket, sa.func.count(), sa.func.avg(inner.c.delay))
+        .group_by(inner.c.bucket)
+    )
+    return {int(b): DayAggregate(int(n), None if avg is None else float(avg))
+            for b, n, avg in rows if int(b) >= 0}
+
+
+def recent_failures(conn: sa.Connection, limit: int) -> list[dict[str, Any]]:
+    """The guide's "Failed Jobs": newest first by created_at."""
+    rows = conn.execute(
+        sa.select(sf.c.id, sf.c.user_id, sf.c.error_message, sf.c.retry_count,
+                  sf.c.created_at, sf.c.last_attempt_at, sf.c.template_id)
+        .where(sf.c.status == FAILED)
+        .order_by(sf.c.created_at.desc(), sf.c.id)
+        .limit(limit)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def template_counts(conn: sa.Connection, since: datetime) -> list[tuple[str | None, int, int, int]]:
+    """(template_id, used, executed, failed) of follow-ups created after `since`, most used
+    first: the guide's template distribution and template performance in one query."""
+    used = sa.func.count().label("used")
+    rows = conn.execute(
+        sa.select(
+            sf.c.template_id,
+            used,
+            sa.func.count(sa.case((sf.c.status == EXECUTED, 1))),
+            sa.func.count(sa.case((sf.c.status == FAILED, 1))),
+        )
+        .where(sf.c.created_at > since)
+        .group_by(sf.c.template_id)
+        .order_by(used.desc(), sf.c.template_id)
+    )
+    return [(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
+
+
+def list_followups(
+    conn: sa.Connection,
+    *,
+    user_id: str | None = None,
+    statuses: Sequence[str] = (),
+    trigger_type: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """A page of follow-ups, newest scheduled first, without message content."""
+    cond: list[sa.ColumnElement[bool]] = []
+    if user_id is not None:
+        cond.append(sf.c.user_id == user_id)
+    if statuses:
+        cond.append(sf.c.status.in_(list(statuses)))
+    if trigger_type is not None:
+        cond.append(sf.c.trigger_type == trigger_type)
+    if since is not None:
+        cond.append(sf.c.scheduled_at >= since)
+    if until is not None:
+        cond.append(sf.c.scheduled_at < until)
+    columns = [c for c in sf.c if c.name not in ("message_content", "trigger_data")]
+    rows = conn.execute(
+        sa.select(*columns).where(*cond)
+        .order_by(sf.c.scheduled_at.desc(), sf.c.id.desc())
+        .limit(limit)
+    ).mappings()
+    return [dict(r) for r in rows]

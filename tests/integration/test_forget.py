@@ -1,0 +1,94 @@
+"""forget-user: nothing of the user left in any table, nothing of anyone else touched."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from followup_cli.db.schema import ai_conversations, ai_messages
+from followup_cli.db.schema import scheduled_followups as sf
+from followup_cli.errors import InputError, RuleViolation
+from followup_cli.service.context import Context
+from followup_cli.service.maintenance import forget_user
+from tests.helpers import add_conversation, add_followup
+
+
+def snapshot(ctx: Context) -> dict[str, list[tuple[str, str]]]:
+    """(id, user_id) of every row of the three tables."""
+    out = {}
+    with ctx.db.transaction(readonly=True) as conn:
+        for table in (sf, ai_messages, ai_conversations):
+            out[table.name] = sorted(
+                (r[0], r[1]) for r in conn.execute(sa.select(table.c.id, table.c.user_id)))
+    return out
+
+
+def seed(ctx: Context) -> None:
+    add_conversation(ctx, "c-alice-1", "alice", [0.9, 0.8])
+    add_conversation(ctx, "c-alice-1", "alice", [None], role="assistant")
+    add_conversation(ctx, "c-alice-2", "alice", [0.2])
+    add_conversation(ctx, "c-bob", "bob", [0.5, 0.5])
+    add_followup(ctx, user_id="alice", conversation_id="c-alice-1")
+    add_followup(ctx, user_id="alice", conversation_id="c-alice-2", status="executed")
+    add_followup(ctx, user_id="alice", status="failed")
+    add_followup(ctx, user_id="bob", conversation_id="c-bob")
+    add_followup(ctx, user_id="alice-2", conversation_id="c-x")  # a prefix is not a match
+
+
+def test_forgets_everything_of_the_user_and_nothing_else(ctx: Context) -> None:
+    seed(ctx)
+    before = snapshot(ctx)
+    result = forget_user(ctx, "alice")
+    assert result.counts == {"followups": 3, "messages": 4, "conversations": 2}
+    assert result.total == 9
+    after = snapshot(ctx)
+    for name, rows in after.items():
+        assert all(user != "alice" for _, user in rows), name
+        # everyone else's rows are exactly as they were
+        assert rows == [r for r in before[name] if r[1] != "alice"], name
+    assert {u for _, u in after["scheduled_followups"]} == {"bob", "alice-2"}
+
+
+def test_messages_of_others_in_the_users_conversation_go_too(ctx: Context) -> None:
+    add_conversation(ctx, "c-alice", "alice", [0.5])
+    add_conversation(ctx, "c-alice", "support-agent", [None], role="assistant")
+    result = forget_user(ctx, "alice")
+    assert result.counts["messages"] == 2
+    assert snapshot(ctx)["ai_messages"] == []
+
+
+def test_unknown_user_is_a_no_op(ctx: Context) -> None:
+    seed(ctx)
+    before = snapshot(ctx)
+    result = forget_user(ctx, "nobody", confirm=lambda _c: pytest.fail("nothing to ask"))
+    assert result.total == 0 and not result.aborted
+    assert snapshot(ctx) == before
+
+
+def test_declined_confirmation_deletes_nothing(ctx: Context) -> None:
+    seed(ctx)
+    before = snapshot(ctx)
+    seen: list[dict[str, int]] = []
+
+    def decline(found: dict[str, int]) -> bool:
+        seen.append(found)
+        return False
+
+    result = forget_user(ctx, "alice", confirm=decline)
+    assert seen == [{"followups": 3, "messages": 4, "conversations": 2}]
+    assert result.aborted
+    assert snapshot(ctx) == before
+
+
+def test_refused_while_a_follow_up_is_in_flight(ctx: Context) -> None:
+    seed(ctx)
+    add_followup(ctx, user_id="alice", status="processing")
+    before = snapshot(ctx)
+    with pytest.raises(RuleViolation, match="being delivered"):
+        forget_user(ctx, "alice")
+    assert snapshot(ctx) == before  # one transaction: all or nothing
+
+
+def test_empty_user_id_is_invalid(ctx: Context) -> None:
+    with pytest.raises(InputError):
+        forget_user(ctx, "  ")

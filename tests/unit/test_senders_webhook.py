@@ -1,0 +1,194 @@
+"""The webhook sender against a real HTTP server on 127.0.0.1, verified the way a receiver
+using the `standardwebhooks` library does."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Iterator
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from standardwebhooks import Webhook
+
+from followup_cli.errors import DeliveryError
+from followup_cli.service.senders import WebhookSender, build_sender, parse_retry_after
+from followup_cli.settings import load_settings
+
+SECRET_BYTES = b"followup-test-secret-0123456789"
+SECRET = "whsec_" + base64.b64encode(SECRET_BYTES).decode()
+PAYLOAD = {"id": "f-1", "idempotency_key": "f-1", "user_id": "u1", "conversation_id": "c1",
+           "trigger_type": "post_event", "template_id": "post_event_high_emotion",
+           "message": "Grüße — thank you!", "scheduled_at": "2026-11-15T18:00:00+00:00",
+           "trigger_data": {"event_date": "2026-11-14T18:00:00+00:00"}, "attempt": 1}
+
+
+class Receiver:
+    """A webhook receiver: answers by path (/ok, /429, /500, /400, /slow, /date) and keeps
+    every request it got."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.lock = threading.Lock()
+        self.slow_seconds = 2.0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                with receiver.lock:
+                    receiver.requests.append((self.path, dict(self.headers.items()), body))
+                status, headers = receiver.answer(self.path)
+                try:
+                    self.send_response(status)
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (the timeout case)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def answer(self, path: str) -> tuple[int, dict[str, str]]:
+        if path.startswith("/429"):
+            return 429, {"Retry-After": "120"}
+        if path.startswith("/date"):
+            return 503, {"Retry-After": formatdate(time.time() + 300, usegmt=True)}
+        if path.startswith("/500"):
+            return 500, {}
+        if path.startswith("/400"):
+            return 400, {}
+        if path.startswith("/slow"):
+            time.sleep(self.slow_seconds)
+        return 200, {}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.close()
+
+
+def test_signed_delivery_verifies_with_standard_webhooks(receiver: Receiver) -> None:
+    sender = WebhookSender(receiver.url + "/ok", secret=SECRET_BYTES, timeout=5)
+    sender.send(PAYLOAD)
+    sender.close()
+    [(_, headers, body)] = receiver.requests
+    assert Webhook(SECRET).verify(body, headers) == PAYLOAD
+    lowered = {k.lower(): v for k, v in headers.items()}
+    assert lowered["webhook-id"] == "f-1"
+    assert lowered["idempotency-key"] == "f-1"
+    assert lowered["content-type"] == "application/json"
+    assert abs(int(lowered["webhook-timestamp"]) - time.time()) < 300
+
+
+def test_a_tampered_body_does_not_verify(receiver: Receiver) -> None:
+    sender = WebhookSender(receiver.url + "/ok", secret=SECRET_BYTES, timeout=5)
+    sender.send(PAYLOAD)
+    sender.close()
+    [(_, headers, body)] = receiver.requests
+    with pytest.raises(Exception, match="signature"):
+        Webhook(SECRET).verify(body.replace(b"u1", b"u2"), headers)
+
+
+def test_unsigned_without_a_secret(receiver: Receiver) -> None:
+    sender = WebhookSender(receiver.url + "/ok", timeout=5)
+    sender.send(PAYLOAD)
+    sender.close()
+    [(_, headers, body)] = receiver.requests
+    lowered = {k.lower() for k in headers}
+    assert "webhook-signature" not in lowered and "webhook-id" in lowered
+    assert json.loads(body) == PAYLOAD
+
+
+@pytest.mark.parametrize(("path", "transient", "retry_after", "text"), [
+    ("/429", True, 120.0, "HTTP 429"),
+    ("/500", True, None, "HTTP 500"),
+    ("/400", False, None, "HTTP 400"),
+])
+def test_status_codes(receiver: Receiver, path: str, transient: bool,
+                      retry_after: float | None, text: str) -> None:
+    sender = WebhookSender(receiver.url + path, secret=SECRET_BYTES, timeout=5)
+    with pytest.raises(DeliveryError, match=text) as caught:
+        sender.send(PAYLOAD)
+    sender.close()
+    assert caught.value.transient is transient
+    assert caught.value.retry_after == retry_after
+
+
+def test_retry_after_as_http_date(receiver: Receiver) -> None:
+    sender = WebhookSender(receiver.url + "/date", timeout=5)
+    with pytest.raises(DeliveryError) as caught:
+        sender.send(PAYLOAD)
+    sender.close()
+    assert caught.value.transient
+    assert caught.value.retry_after is not None and 200 < caught.value.retry_after <= 300
+
+
+def test_timeout_is_transient(receiver: Receiver) -> None:
+    receiver.slow_seconds = 1.5
+    sender = WebhookSender(receiver.url + "/slow", timeout=0.3)
+    with pytest.raises(DeliveryError, match="timed out") as caught:
+        sender.send(PAYLOAD)
+    sender.close()
+    assert caught.value.transient
+
+
+def test_refused_connection_is_transient() -> None:
+    server = Receiver()
+    url = server.url
+    server.close()  # nothing listens there any more
+    sender = WebhookSender(url + "/ok", timeout=2)
+    with pytest.raises(DeliveryError, match="unreachable") as caught:
+        sender.send(PAYLOAD)
+    sender.close()
+    assert caught.value.transient
+
+
+def test_error_messages_never_carry_the_message(receiver: Receiver) -> None:
+    sender = WebhookSender(receiver.url + "/400", timeout=5)
+    with pytest.raises(DeliveryError) as caught:
+        sender.send(PAYLOAD)
+    sender.close()
+    assert "thank you" not in str(caught.value)
+
+
+def test_build_sender_reads_the_settings() -> None:
+    settings = load_settings({"DATABASE_URL": "sqlite:///x.db",
+                              "FOLLOWUP_SENDER": "webhook:https://example.com/hook",
+                              "FOLLOWUP_WEBHOOK_SECRET": SECRET,
+                              "FOLLOWUP_LEASE_SECONDS": "10"})
+    sender = build_sender(settings)
+    assert isinstance(sender, WebhookSender)
+    assert sender.secret == SECRET_BYTES
+    assert sender.timeout == 5  # never more than half the lease
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("120", 120.0), ("0", 0.0), (None, None), ("", None), ("soon", None), ("-5", None)])
+def test_parse_retry_after_seconds(raw: str | None, expected: float | None) -> None:
+    assert parse_retry_after(raw) == expected
+
+
+def test_parse_retry_after_date_in_the_past_is_zero() -> None:
+    assert parse_retry_after(formatdate(time.time() - 60, usegmt=True)) == 0.0
