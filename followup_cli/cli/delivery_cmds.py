@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from followup_cli.cli.common import JsonOpt, context, output
+from followup_cli.cli.common import JsonOpt, output, settings
 
 if TYPE_CHECKING:
     from followup_cli.cli.output import Output
@@ -101,17 +101,11 @@ def run_due(
         followup run-due --concurrency 8 --json
     """
     out = output(json)
-    from followup_cli.service.delivery import pass_options
-    from followup_cli.service.delivery import run_due as run_pass
+    from followup_cli.service.delivery import pass_options, run_due_for
 
     options = pass_options(batch_size=batch_size, limit=limit, concurrency=concurrency,
                            time_budget=time_budget, dry_run=dry_run)
-    ctx = context(FOLLOWUP_SENDER=sender)
-    try:
-        result = run_pass(ctx, options)
-    finally:
-        ctx.close()
-    _show(out, result)
+    _show(out, run_due_for(settings(FOLLOWUP_SENDER=sender), options))
 
 
 def register(root: typer.Typer) -> None:

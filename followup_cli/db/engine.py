@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 
-from followup_cli.db.schema import SCHEMA_REVISION
+from followup_cli.db import (
+    CONNECT_TIMEOUT_S,
+    SCHEMA_REVISION,
+    SQLITE_BUSY_TIMEOUT_MS,
+    STATEMENT_TIMEOUT_MS,
+)
 from followup_cli.errors import DatabaseError, FollowupError, SchemaError
 from followup_cli.settings import mask_password
 
@@ -20,10 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("followup.db")
 
-# A stuck statement (lock wait included) fails after this instead of hanging a cron pass.
-STATEMENT_TIMEOUT_MS = 30_000
-CONNECT_TIMEOUT_S = 10
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def _first_line(error: BaseException) -> str:

@@ -12,9 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-# Alembic head. Checked with one query on every command, so the hot path never imports
-# Alembic; tests assert it equals the head of alembic/versions.
-SCHEMA_REVISION = "0001_initial"
+from followup_cli.db import SCHEMA_REVISION as SCHEMA_REVISION
 
 # Statuses of scheduled_followups. `processing` is the in-flight state of a claimed row.
 PENDING, PROCESSING, EXECUTED, FAILED, CANCELLED = (

@@ -19,13 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 from followup_cli.errors import DeliveryError, InputError
 from followup_cli.service.backoff import after_failure
-from followup_cli.service.context import Context
 from followup_cli.service.senders import Sender, build_sender, close_sender, send_timeout
 from followup_cli.settings import Settings
-from followup_cli.timeutil import iso
+from followup_cli.timeutil import iso, utcnow
 
 if TYPE_CHECKING:
+    # Not at run time: importing Context imports SQLAlchemy, which the idle fast path of
+    # run_due_for() exists to avoid.
     from concurrent.futures import ThreadPoolExecutor
+
+    from followup_cli.service.context import Context
 
 log = logging.getLogger("followup.delivery")
 
@@ -152,6 +155,51 @@ def _validate(options: PassOptions) -> None:
         raise InputError(f"--concurrency: must be between 1 and {MAX_CONCURRENCY}")
     if not options.time_budget > 0:
         raise InputError("--time-budget: must be more than 0 seconds")
+
+
+def run_due_for(settings: Settings, options: PassOptions | None = None) -> PassResult:
+    """What cron runs every minute: when nothing is due and no lease has expired, the pass
+    is decided and recorded on the raw driver without importing SQLAlchemy (most passes are
+    idle, and that import is most of their cost); otherwise the full pass runs."""
+    options = options or PassOptions()
+    _validate(options)
+    if settings.enabled and not options.dry_run:
+        idle = _idle_pass(settings)
+        if idle is not None:
+            return idle
+    from followup_cli.service.context import Context
+
+    ctx = Context(settings)
+    try:
+        return run_due(ctx, options)
+    finally:
+        ctx.close()
+
+
+def _idle_pass(settings: Settings) -> PassResult | None:
+    from followup_cli.db import (
+        CONNECT_TIMEOUT_S,
+        SCHEMA_REVISION,
+        STATEMENT_TIMEOUT_MS,
+    )
+    from followup_cli.store.idle_probe import record_if_idle
+
+    started = time.monotonic()
+    now = utcnow()
+    is_open = window_open(settings, now)
+    result = PassResult(run_id=uuid.uuid4().hex, window_open=is_open,
+                        stopped="drained" if is_open else "window_closed")
+    result.seconds = time.monotonic() - started
+    recorded = record_if_idle(
+        settings.database_url, revision=SCHEMA_REVISION, run_id=str(result.run_id),
+        host=socket.gethostname(), pid=os.getpid(), started_at=now, finished_at=utcnow(),
+        counts=result.counts, statement_timeout_ms=STATEMENT_TIMEOUT_MS,
+        connect_timeout_s=CONNECT_TIMEOUT_S)
+    if not recorded:
+        return None
+    result.seconds = time.monotonic() - started
+    log.info("run-due %s: idle", result.run_id)
+    return result
 
 
 def run_due(ctx: Context, options: PassOptions | None = None, *,

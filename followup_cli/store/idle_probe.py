@@ -1,0 +1,92 @@
+"""The idle fast path of `run-due`, on the raw DB-API driver.
+
+Cron starts `run-due` every minute and most passes find nothing to do. Importing SQLAlchemy
+costs such a process about 170 ms, more than everything else it does, so an idle pass is
+decided and recorded here with psycopg2 or sqlite3 alone: check the schema revision, ask
+whether anything is due or held by an expired lease, and if not, write the same run record
+the full pass writes. Anything else (work to do, an unexpected schema, any error) answers
+"not idle" and the caller takes the full path, which reports problems properly.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+# Status literals, not parameters: SQLite's planner then uses the partial indexes.
+DUE_OR_EXPIRED = (
+    "SELECT EXISTS (SELECT 1 FROM scheduled_followups"
+    " WHERE status = 'pending' AND next_attempt_at <= {p})"
+    " OR EXISTS (SELECT 1 FROM scheduled_followups"
+    " WHERE status = 'processing' AND locked_until < {p})"
+)
+RECORD_RUN = (
+    "INSERT INTO followup_runs (id, kind, host, pid, started_at, finished_at, status, counts)"
+    " VALUES ({p}, 'run-due', {p}, {p}, {p}, {p}, 'ok', {counts})"
+)
+
+
+def _sqlite_time(instant: datetime) -> str:
+    # The text form SQLAlchemy's SQLite DateTime writes (UTCDateTime stores naive UTC).
+    return instant.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _connect(url: str, statement_timeout_ms: int, connect_timeout_s: int
+             ) -> tuple[Any, str] | None:
+    if url.startswith("postgresql+psycopg2://"):
+        import psycopg2
+
+        dsn = "postgresql://" + url.removeprefix("postgresql+psycopg2://")
+        return psycopg2.connect(dsn, application_name="followup",
+                                connect_timeout=connect_timeout_s,
+                                options=f"-c statement_timeout={statement_timeout_ms}"), "pg"
+    path = url.removeprefix("sqlite:///")
+    if not url.startswith("sqlite:///") or not path or path.startswith(("file:", ":memory:")):
+        return None
+    if not Path(path).expanduser().is_file():
+        return None  # first use: the full path creates and migrates it
+    conn = sqlite3.connect(Path(path).expanduser(), timeout=30, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn, "sqlite"
+
+
+def record_if_idle(url: str, *, revision: str, run_id: str, host: str, pid: int,
+                   started_at: datetime, finished_at: datetime, counts: dict[str, Any],
+                   statement_timeout_ms: int, connect_timeout_s: int) -> bool:
+    """Record an idle run-due pass and return True when nothing is due and no lease has
+    expired; return False (writing nothing) in every other case."""
+    try:
+        opened = _connect(url, statement_timeout_ms, connect_timeout_s)
+    except Exception:
+        return False  # the full path connects again and reports the error properly
+    if opened is None:
+        return False
+    conn, kind = opened
+    try:
+        cur = conn.cursor()
+        start: datetime | str = started_at
+        end: datetime | str = finished_at
+        if kind == "pg":
+            p, counts_sql = "%s", "CAST(%s AS jsonb)"
+        else:
+            p, counts_sql = "?", "?"
+            start, end = _sqlite_time(started_at), _sqlite_time(finished_at)
+        now = start
+        cur.execute("SELECT version_num FROM alembic_version")
+        row = cur.fetchone()
+        if row is None or row[0] != revision:
+            return False
+        cur.execute(DUE_OR_EXPIRED.format(p=p), (now, now))
+        if cur.fetchone()[0]:
+            return False
+        cur.execute(RECORD_RUN.format(p=p, counts=counts_sql),
+                    (run_id, host, pid, start, end, json.dumps(counts)))
+        conn.commit()
+        return True
+    except Exception:
+        return False
+    finally:
+        conn.close()

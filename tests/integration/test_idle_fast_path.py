@@ -1,0 +1,104 @@
+"""run-due's idle fast path: decided and recorded on the raw driver, and only when idle.
+
+These tests use the real clock: the fast path reads no FakeClock by design (it exists for
+the cron process, which has none)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from followup_cli.db.schema import followup_runs
+from followup_cli.db.schema import scheduled_followups as sf
+from followup_cli.service.context import Context
+from followup_cli.service.delivery import PassOptions, run_due_for
+from followup_cli.service.monitoring import check_health
+from followup_cli.settings import load_settings
+from followup_cli.store import runs
+from tests.helpers import add_followup
+
+
+@pytest.fixture
+def real_ctx(db_url: str) -> Iterator[Context]:
+    ctx = Context(load_settings({"DATABASE_URL": db_url, "FOLLOWUP_SENDER": "log"}))
+    yield ctx
+    ctx.close()
+
+
+def run_count(ctx: Context) -> int:
+    with ctx.db.transaction(readonly=True) as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(followup_runs)).scalar_one())
+
+
+def test_idle_pass_is_recorded_like_a_full_one(real_ctx: Context) -> None:
+    result = run_due_for(real_ctx.settings)
+    assert (result.claimed, result.executed, result.stopped) == (0, 0, "drained")
+    with real_ctx.db.transaction(readonly=True) as conn:
+        last = runs.last_finished(conn, "run-due")
+    assert last is not None and last["id"] == result.run_id
+    assert last["status"] == "ok" and last["counts"]["claimed"] == 0
+    # the timestamps read back as the UTC instants that were written
+    assert abs(last["finished_at"] - real_ctx.now()) < timedelta(minutes=1)
+    assert last["started_at"] <= last["finished_at"]
+    report = check_health(real_ctx)
+    assert report.scheduler_running and report.status == "healthy"
+
+
+def test_due_work_takes_the_full_path(real_ctx: Context) -> None:
+    fid = add_followup(real_ctx, scheduled_at=real_ctx.now() - timedelta(minutes=1))
+    future = add_followup(real_ctx, user_id="u2",
+                          scheduled_at=real_ctx.now() + timedelta(days=1))
+    result = run_due_for(real_ctx.settings)
+    assert (result.claimed, result.executed) == (1, 1)
+    assert [d["id"] for d in result.deliveries] == [fid]
+    with real_ctx.db.transaction(readonly=True) as conn:
+        statuses = dict(conn.execute(sa.select(sf.c.id, sf.c.status)).all())
+    assert statuses == {fid: "executed", future: "pending"}
+    assert run_count(real_ctx) == 1
+
+
+def test_an_expired_lease_takes_the_full_path(real_ctx: Context) -> None:
+    fid = add_followup(real_ctx, status="processing", locked_by="dead-pass",
+                       locked_until=real_ctx.now() - timedelta(seconds=5),
+                       scheduled_at=real_ctx.now() - timedelta(minutes=20))
+    result = run_due_for(real_ctx.settings)
+    assert result.recovered == 1 and result.executed == 1
+    with real_ctx.db.transaction(readonly=True) as conn:
+        assert conn.execute(sa.select(sf.c.status).where(sf.c.id == fid)).scalar() == "executed"
+
+
+def test_disabled_and_dry_run_record_nothing(real_ctx: Context, db_url: str) -> None:
+    off = load_settings({"DATABASE_URL": db_url, "SCHEDULER_ENABLED": "false"})
+    assert run_due_for(off).disabled
+    assert run_due_for(real_ctx.settings, PassOptions(dry_run=True)).dry_run
+    assert run_count(real_ctx) == 0
+
+
+@pytest.mark.postgres
+def test_an_unmigrated_database_is_reported_by_the_full_path(pg_empty_url: str) -> None:
+    from followup_cli.errors import SchemaError
+
+    with pytest.raises(SchemaError, match="followup db upgrade"):
+        run_due_for(load_settings({"DATABASE_URL": pg_empty_url}))
+
+
+def test_an_idle_cron_pass_never_imports_sqlalchemy(db_url: str) -> None:
+    code = (
+        "import sys\n"
+        "from followup_cli.cli.app import main\n"
+        "try:\n"
+        "    main(['run-due'])\n"
+        "except SystemExit as exit:\n"
+        "    assert not exit.code, exit.code\n"
+        "print('sqlalchemy' in sys.modules)\n"
+    )
+    env = {"DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "False"
