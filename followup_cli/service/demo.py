@@ -35,7 +35,9 @@ class DemoUser:
     mood: str
     scores: tuple[float | None, ...]
     quiet_days: float  # days since the user's last message
-    event_hours_ago: float | None = None  # a booking event this long ago
+    # A booking event whose follow-up fell due this many minutes ago (whatever
+    # FOLLOWUP_DELAY_HOURS is): due now, and late by minutes, so `health` stays calm.
+    due_minutes_ago: float | None = None
 
     @property
     def user_id(self) -> str:
@@ -47,9 +49,9 @@ class DemoUser:
 
 
 USERS = (
-    DemoUser("Ana", "happy", (0.8, 0.9, 0.85, 0.95), quiet_days=1, event_hours_ago=25),
-    DemoUser("Ben", "neutral", (0.5, 0.6, 0.45, 0.55), quiet_days=1.2, event_hours_ago=28),
-    DemoUser("Cleo", "unhappy", (0.3, 0.2, 0.15, 0.25), quiet_days=1.1, event_hours_ago=26),
+    DemoUser("Ana", "happy", (0.8, 0.9, 0.85, 0.95), quiet_days=1, due_minutes_ago=3),
+    DemoUser("Ben", "neutral", (0.5, 0.6, 0.45, 0.55), quiet_days=1.2, due_minutes_ago=8),
+    DemoUser("Cleo", "unhappy", (0.3, 0.2, 0.15, 0.25), quiet_days=1.1, due_minutes_ago=5),
     DemoUser("Dev", "happy", (0.9, 0.75, 0.8), quiet_days=45),
     DemoUser("Eli", "unhappy", (0.35, 0.1, 0.2), quiet_days=38),
     DemoUser("Fay", "no scores", (None, None), quiet_days=62),
@@ -131,7 +133,8 @@ def _reason(trigger_type: str, mean: float | None, trigger_data: dict[str, Any])
             else f"emotion mean {mean:g} is {band}")
     if trigger_type == "reengagement":
         return f"inactive {trigger_data.get('days_inactive')} days; {mood}"
-    return f"event a day ago; {mood}"
+    hours = float(trigger_data.get("delay_hours") or 24)
+    return f"event {hours:g} hours ago; {mood}"
 
 
 def run_demo(ctx: Context, *, allow_shared: bool = False) -> DemoResult:
@@ -167,9 +170,10 @@ def run_demo(ctx: Context, *, allow_shared: bool = False) -> DemoResult:
     rows = [
         ImportRow(n, post_event_request(
             zone, user_id=u.user_id, conversation_id=u.conversation_id,
-            event_date=iso(now - timedelta(hours=u.event_hours_ago)),
+            event_date=iso(now - timedelta(hours=settings.delay_hours,
+                                           minutes=u.due_minutes_ago)),
             booking_id=f"B-{1000 + n}"))
-        for n, u in enumerate(USERS, start=1) if u.event_hours_ago is not None
+        for n, u in enumerate(USERS, start=1) if u.due_minutes_ago is not None
     ]
     imported = import_rows(ctx, rows, source="demo")
     result.post_events_scheduled = imported.scheduled
