@@ -133,7 +133,8 @@ def normalize_database_url(url: str) -> str:
     )
 
 
-def _number(name: str, raw: str, *, minimum: float, integer: bool) -> float:
+def parse_number(name: str, raw: str, *, integer: bool, minimum: float | None = None) -> float:
+    """A finite number from a variable or an option; the error names it (exit 2)."""
     try:
         value = int(raw) if integer else float(raw)
     except ValueError:
@@ -141,7 +142,7 @@ def _number(name: str, raw: str, *, minimum: float, integer: bool) -> float:
         raise SettingsError(f"{name}: {raw!r} is not {kind}") from None
     if value != value or value in (float("inf"), float("-inf")):
         raise SettingsError(f"{name}: {raw!r} is not a finite number")
-    if value < minimum:
+    if minimum is not None and value < minimum:
         raise SettingsError(f"{name}: {raw!r} must be at least {minimum:g}")
     return value
 
@@ -225,7 +226,7 @@ def load_settings(
 
     def num(name: str, default: float, *, minimum: float, integer: bool) -> float:
         raw = get(name)
-        return default if raw is None else _number(name, raw, minimum=minimum, integer=integer)
+        return default if raw is None else parse_number(name, raw, minimum=minimum, integer=integer)
 
     templates_file = None
     if (raw_tpl := get("FOLLOWUP_TEMPLATES_FILE")) is not None:

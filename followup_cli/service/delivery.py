@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from followup_cli.errors import DeliveryError, InputError
 from followup_cli.service.backoff import after_failure
 from followup_cli.service.senders import Sender, build_sender, close_sender, send_timeout
-from followup_cli.settings import Settings
+from followup_cli.settings import Settings, parse_number
 from followup_cli.timeutil import iso, utcnow
 
 if TYPE_CHECKING:
@@ -111,19 +111,6 @@ def window_open(settings: Settings, now: datetime) -> bool:
     return window is None or window.contains(now.astimezone(settings.timezone).time())
 
 
-def _number(name: str, raw: str | None, *, integer: bool) -> float | None:
-    if raw is None or not raw.strip():
-        return None
-    try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        kind = "a whole number" if integer else "a number of seconds"
-        raise InputError(f"{name}: {raw!r} is not {kind}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise InputError(f"{name}: {raw!r} is not a finite number")
-    return value
-
-
 def pass_options(*, batch_size: str | None = None, limit: str | None = None,
                  concurrency: str | None = None, time_budget: str | None = None,
                  dry_run: bool = False) -> PassOptions:
@@ -131,8 +118,9 @@ def pass_options(*, batch_size: str | None = None, limit: str | None = None,
     defaults = PassOptions()
 
     def pick(name: str, raw: str | None, default: float, *, integer: bool) -> float:
-        value = _number(name, raw, integer=integer)
-        return default if value is None else value
+        if raw is None or not raw.strip():
+            return default
+        return parse_number(name, raw, integer=integer)
 
     options = PassOptions(
         batch_size=int(pick("--batch-size", batch_size, defaults.batch_size, integer=True)),

@@ -11,8 +11,9 @@ from typing import Any
 from followup_cli.db.schema import CANCELLED, EXECUTED, FAILED, PENDING, PROCESSING
 from followup_cli.errors import ExitCode, InputError, RuleViolation
 from followup_cli.service.context import Context
+from followup_cli.service.outcomes import IdOutcome, IdOutcomes
 from followup_cli.service.requests import require_id
-from followup_cli.store import locks, maintenance
+from followup_cli.store import followups, locks, maintenance
 from followup_cli.timeutil import iso
 
 log = logging.getLogger("followup.maintenance")
@@ -93,35 +94,18 @@ def cleanup(ctx: Context, *, older_than_days: float = DEFAULT_RETENTION_DAYS,
 
 # --- retry ------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class RetryOutcome:
-    id: str
-    outcome: str  # retried | not_found | not_failed | live_reengagement
-    status: str | None  # status after the command
-    exit_code: ExitCode
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "outcome": self.outcome, "status": self.status,
-                "exit_code": int(self.exit_code)}
-
-
 @dataclass
-class RetryResult:
-    outcomes: list[RetryOutcome]
-    due_at: datetime
+class RetryResult(IdOutcomes):
+    """Outcomes: retried | not_found | not_failed | live_reengagement."""
 
-    @property
-    def exit_code(self) -> ExitCode:
-        return max((o.exit_code for o in self.outcomes), default=ExitCode.OK)
+    due_at: datetime | None = None
 
     @property
     def retried(self) -> list[str]:
-        return [o.id for o in self.outcomes if o.outcome == "retried"]
+        return self.ids("retried")
 
     def to_json(self) -> dict[str, Any]:
-        return {"retried": len(self.retried), "due_at": iso(self.due_at),
-                "results": [o.to_json() for o in self.outcomes],
-                "exit_code": int(self.exit_code)}
+        return {"retried": len(self.retried), "due_at": iso(self.due_at), **super().to_json()}
 
 
 def retry(ctx: Context, ids: list[str]) -> RetryResult:
@@ -134,18 +118,18 @@ def retry(ctx: Context, ids: list[str]) -> RetryResult:
     with ctx.db.transaction() as conn:
         blocked = set(maintenance.blocked_reengagements(conn, unique))
         done = set(maintenance.retry_failed(conn, [i for i in unique if i not in blocked], now))
-        states = maintenance.statuses(conn, [i for i in unique if i not in done])
+        states = followups.statuses(conn, [i for i in unique if i not in done])
     outcomes = []
     for fid in unique:
         state = states.get(fid)
         if fid in done:
-            outcomes.append(RetryOutcome(fid, "retried", PENDING, ExitCode.OK))
+            outcomes.append(IdOutcome(fid, "retried", PENDING, ExitCode.OK))
         elif state is None:
-            outcomes.append(RetryOutcome(fid, "not_found", None, ExitCode.INVALID))
+            outcomes.append(IdOutcome(fid, "not_found", None, ExitCode.INVALID))
         elif fid in blocked:
-            outcomes.append(RetryOutcome(fid, "live_reengagement", state, ExitCode.REFUSED))
+            outcomes.append(IdOutcome(fid, "live_reengagement", state, ExitCode.REFUSED))
         else:
-            outcomes.append(RetryOutcome(fid, "not_failed", state, ExitCode.REFUSED))
+            outcomes.append(IdOutcome(fid, "not_failed", state, ExitCode.REFUSED))
     log.info("retry: %d of %d put back to pending", len(done), len(unique))
     return RetryResult(outcomes, now)
 

@@ -21,6 +21,7 @@ from followup_cli.db.schema import (
 )
 from followup_cli.errors import ExitCode, InputError, RuleViolation
 from followup_cli.service.context import Context
+from followup_cli.service.outcomes import IdOutcome, IdOutcomes
 from followup_cli.service.requests import PostEventRequest, ReengagementRequest
 from followup_cli.store import conversations, followups, locks
 from followup_cli.templates import TemplateSet, choose_template, emotion_mean
@@ -200,34 +201,15 @@ def schedule_reengagement(ctx: Context, req: ReengagementRequest) -> ScheduleRes
 
 # --- cancelling ---------------------------------------------------------------------
 
-@dataclass
-class CancelOutcome:
-    id: str
-    outcome: str  # cancelled | already_cancelled | not_found | not_cancellable
-    status: str | None  # the follow-up's status after the command
-    exit_code: ExitCode
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "outcome": self.outcome, "status": self.status,
-                "exit_code": int(self.exit_code)}
-
-
-@dataclass
-class CancelResult:
-    outcomes: list[CancelOutcome]
-
-    @property
-    def exit_code(self) -> ExitCode:
-        return max((o.exit_code for o in self.outcomes), default=ExitCode.OK)
+class CancelResult(IdOutcomes):
+    """Outcomes: cancelled | already_cancelled | not_found | not_cancellable."""
 
     @property
     def cancelled(self) -> list[str]:
-        return [o.id for o in self.outcomes if o.outcome == "cancelled"]
+        return self.ids("cancelled")
 
     def to_json(self) -> dict[str, Any]:
-        return {"cancelled": len(self.cancelled),
-                "results": [o.to_json() for o in self.outcomes],
-                "exit_code": int(self.exit_code)}
+        return {"cancelled": len(self.cancelled), **super().to_json()}
 
 
 def cancel_ids(ctx: Context, ids: list[str]) -> CancelResult:
@@ -246,14 +228,14 @@ def cancel_ids(ctx: Context, ids: list[str]) -> CancelResult:
     for fid in unique:
         state = states.get(fid)
         if fid in done:
-            outcomes.append(CancelOutcome(fid, "cancelled", CANCELLED, ExitCode.OK))
+            outcomes.append(IdOutcome(fid, "cancelled", CANCELLED, ExitCode.OK))
         elif state == CANCELLED:
-            outcomes.append(CancelOutcome(fid, "already_cancelled", CANCELLED, ExitCode.OK))
+            outcomes.append(IdOutcome(fid, "already_cancelled", CANCELLED, ExitCode.OK))
         elif state is None:
-            outcomes.append(CancelOutcome(fid, "not_found", None, ExitCode.INVALID))
+            outcomes.append(IdOutcome(fid, "not_found", None, ExitCode.INVALID))
         else:  # executed, failed, or being delivered right now
             assert state in (EXECUTED, FAILED, PROCESSING)
-            outcomes.append(CancelOutcome(fid, "not_cancellable", state, ExitCode.REFUSED))
+            outcomes.append(IdOutcome(fid, "not_cancellable", state, ExitCode.REFUSED))
     return CancelResult(outcomes)
 
 
@@ -262,4 +244,4 @@ def cancel_user(ctx: Context, user_id: str, trigger_type: str | None) -> CancelR
         raise InputError(f"trigger type: {trigger_type!r} is not post_event or reengagement")
     with ctx.db.transaction() as conn:
         done = followups.cancel_user(conn, user_id, trigger_type, ctx.now())
-    return CancelResult([CancelOutcome(i, "cancelled", CANCELLED, ExitCode.OK) for i in done])
+    return CancelResult([IdOutcome(i, "cancelled", CANCELLED, ExitCode.OK) for i in done])

@@ -113,12 +113,6 @@ def blocked_reengagements(conn: sa.Connection, ids: Sequence[str]) -> list[str]:
     return [r[0] for r in rows]
 
 
-def statuses(conn: sa.Connection, ids: Sequence[str]) -> dict[str, str]:
-    rows = conn.execute(sa.select(sf.c.id, sf.c.status).where(
-        sf.c.id.in_(sa.bindparam("ids", expanding=True))), {"ids": list(ids)})
-    return {r[0]: r[1] for r in rows}
-
-
 # --- right to be forgotten ----------------------------------------------------------------
 
 def _user_conversations(user_id: str) -> sa.Select[Any]:

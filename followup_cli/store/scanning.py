@@ -131,20 +131,27 @@ def last_activity_many(conn: sa.Connection, user_ids: Sequence[str]) -> dict[str
     return out
 
 
-def latest_conversation_many(conn: sa.Connection, user_ids: Sequence[str]) -> dict[str, str]:
-    """Each user's conversation with the newest message (users with no message are absent;
-    the caller falls back to the newest created conversation if it wants one)."""
+def _first_per_user(conn: sa.Connection, table: sa.Table, value: sa.Column[Any],
+                    user_ids: Sequence[str]) -> dict[str, str]:
+    """user → `value` of the user's newest row of `table` (by created_at, then id), for
+    many users: one window-function query per chunk of ids."""
     ranked = sa.select(
-        msg.c.user_id, msg.c.conversation_id,
+        table.c.user_id, value,
         sa.func.row_number().over(
-            partition_by=msg.c.user_id,
-            order_by=(msg.c.created_at.desc(), msg.c.id.desc())).label("rn"),
-    ).where(msg.c.user_id.in_(sa.bindparam("users", expanding=True))).subquery()
-    query = sa.select(ranked.c.user_id, ranked.c.conversation_id).where(ranked.c.rn == 1)
+            partition_by=table.c.user_id,
+            order_by=(table.c.created_at.desc(), table.c.id.desc())).label("rn"),
+    ).where(table.c.user_id.in_(sa.bindparam("users", expanding=True))).subquery()
+    query = sa.select(ranked.c.user_id, ranked.c[value.name]).where(ranked.c.rn == 1)
     out: dict[str, str] = {}
     for chunk in _chunks(sorted(set(user_ids))):
         out.update({r[0]: r[1] for r in conn.execute(query, {"users": chunk})})
     return out
+
+
+def latest_conversation_many(conn: sa.Connection, user_ids: Sequence[str]) -> dict[str, str]:
+    """Each user's conversation with the newest message (users with no message are absent;
+    the caller falls back to the newest created conversation if it wants one)."""
+    return _first_per_user(conn, msg, msg.c.conversation_id, user_ids)
 
 
 def reengaged_since_many(conn: sa.Connection, user_ids: Sequence[str],
@@ -169,17 +176,7 @@ def reengaged_since_many(conn: sa.Connection, user_ids: Sequence[str],
 def newest_created_conversation_many(conn: sa.Connection, user_ids: Sequence[str]
                                      ) -> dict[str, str]:
     """Each user's newest created conversation: the fallback for users with no message."""
-    ranked = sa.select(
-        conv.c.user_id, conv.c.id,
-        sa.func.row_number().over(
-            partition_by=conv.c.user_id,
-            order_by=(conv.c.created_at.desc(), conv.c.id.desc())).label("rn"),
-    ).where(conv.c.user_id.in_(sa.bindparam("users", expanding=True))).subquery()
-    query = sa.select(ranked.c.user_id, ranked.c.id).where(ranked.c.rn == 1)
-    out: dict[str, str] = {}
-    for chunk in _chunks(sorted(set(user_ids))):
-        out.update({r[0]: r[1] for r in conn.execute(query, {"users": chunk})})
-    return out
+    return _first_per_user(conn, conv, conv.c.id, user_ids)
 
 
 # --- bulk insert (schedule import) -----------------------------------------------------
