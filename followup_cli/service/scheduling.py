@@ -22,7 +22,7 @@ from followup_cli.db.schema import (
 from followup_cli.errors import ExitCode, InputError, RuleViolation
 from followup_cli.service.context import Context
 from followup_cli.service.outcomes import IdOutcome, IdOutcomes
-from followup_cli.service.requests import PostEventRequest, ReengagementRequest
+from followup_cli.service.requests import PostEventRequest, ReengagementRequest, require_id
 from followup_cli.store import conversations, followups, locks
 from followup_cli.templates import TemplateSet, choose_template, emotion_mean
 from followup_cli.timeutil import after_elapsed, human_date, iso
@@ -216,11 +216,8 @@ def cancel_ids(ctx: Context, ids: list[str]) -> CancelResult:
     """Cancel pending follow-ups by id; each id gets its own outcome and exit code."""
     if not ids:
         raise InputError("give at least one follow-up id, or --user-id")
-    for fid in ids:
-        if not fid.strip():
-            raise InputError("follow-up id: must not be empty")
+    unique = list(dict.fromkeys(require_id("follow-up id", i) for i in ids))
     now = ctx.now()
-    unique = list(dict.fromkeys(ids))
     with ctx.db.transaction() as conn:
         done = set(followups.cancel_pending(conn, unique, now))
         states = followups.statuses(conn, [i for i in unique if i not in done])
