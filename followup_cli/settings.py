@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time
@@ -34,6 +35,10 @@ SETTINGS_DOC: tuple[tuple[str, str, str], ...] = (
     ("FOLLOWUP_ALERT_BACKLOG", "50", "health: pending over an hour late above this"),
     ("FOLLOWUP_ALERT_STALE_MINUTES", "5", "health: no finished run-due pass for this long"),
 )
+
+# Upper bounds of durations (100 years): beyond them date arithmetic would overflow.
+MAX_DAYS = 36_500
+MAX_DELAY_HOURS = MAX_DAYS * 24
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
@@ -104,14 +109,18 @@ class Settings:
 
 
 def mask_password(url: str) -> str:
+    """The URL with its password hidden, in the user part or a `password=` parameter."""
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
+    if not sep:
         return url
-    creds, _, host = rest.rpartition("@")
-    if ":" in creds:
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+    if "@" in rest.split("?", 1)[0]:
+        creds, _, host = rest.partition("?")[0].rpartition("@")
+        query = rest.partition("?")[2]
+        if ":" in creds:
+            creds = creds.split(":", 1)[0] + ":***"
+        rest = f"{creds}@{host}" + (f"?{query}" if query else "")
+    rest = re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", rest)
+    return f"{scheme}://{rest}"
 
 
 def normalize_database_url(url: str) -> str:
@@ -124,6 +133,13 @@ def normalize_database_url(url: str) -> str:
     for prefix in ("postgresql+asyncpg://", "postgresql+psycopg2://", "postgresql://",
                    "postgres://"):
         if url.startswith(prefix):
+            from urllib.parse import urlsplit
+
+            try:
+                urlsplit(url).port  # noqa: B018 - a port that is not a number raises here
+            except ValueError:
+                raise SettingsError(
+                    f"DATABASE_URL: the port of {mask_password(url)!r} is not a number") from None
             return "postgresql+psycopg2://" + url[len(prefix):]
     if url.startswith("sqlite://"):
         return url
@@ -133,7 +149,8 @@ def normalize_database_url(url: str) -> str:
     )
 
 
-def parse_number(name: str, raw: str, *, integer: bool, minimum: float | None = None) -> float:
+def parse_number(name: str, raw: str, *, integer: bool, minimum: float | None = None,
+                 maximum: float | None = None) -> float:
     """A finite number from a variable or an option; the error names it (exit 2)."""
     try:
         value = int(raw) if integer else float(raw)
@@ -144,6 +161,8 @@ def parse_number(name: str, raw: str, *, integer: bool, minimum: float | None = 
         raise SettingsError(f"{name}: {raw!r} is not a finite number")
     if minimum is not None and value < minimum:
         raise SettingsError(f"{name}: {raw!r} must be at least {minimum:g}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name}: {raw!r} must be at most {maximum:g}")
     return value
 
 
@@ -224,9 +243,12 @@ def load_settings(
         database_url = normalize_database_url(raw_url)
         is_default = False
 
-    def num(name: str, default: float, *, minimum: float, integer: bool) -> float:
+    def num(name: str, default: float, *, minimum: float, integer: bool,
+            maximum: float = 1e9) -> float:
+        # The upper bounds keep date arithmetic (now - 10**9 days) from overflowing.
         raw = get(name)
-        return default if raw is None else parse_number(name, raw, minimum=minimum, integer=integer)
+        return default if raw is None else parse_number(
+            name, raw, minimum=minimum, maximum=maximum, integer=integer)
 
     templates_file = None
     if (raw_tpl := get("FOLLOWUP_TEMPLATES_FILE")) is not None:
@@ -240,23 +262,28 @@ def load_settings(
         database_url=database_url,
         database_is_default=is_default,
         timezone=parse_zone("SCHEDULER_TIMEZONE", get("SCHEDULER_TIMEZONE") or "UTC"),
-        delay_hours=num("FOLLOWUP_DELAY_HOURS", 24, minimum=0, integer=False),
-        inactive_days=int(num("REENGAGEMENT_INACTIVE_DAYS", 30, minimum=1, integer=True)),
+        delay_hours=num("FOLLOWUP_DELAY_HOURS", 24, minimum=0, integer=False,
+                        maximum=MAX_DELAY_HOURS),
+        inactive_days=int(num("REENGAGEMENT_INACTIVE_DAYS", 30, minimum=1, integer=True,
+                              maximum=MAX_DAYS)),
         enabled=parse_bool("SCHEDULER_ENABLED", get("SCHEDULER_ENABLED") or "true"),
         sender=parse_sender("FOLLOWUP_SENDER", get("FOLLOWUP_SENDER") or "log"),
         max_pending_per_user=int(
             num("FOLLOWUP_MAX_PENDING_PER_USER", 10, minimum=1, integer=True)),
-        max_retries=int(num("FOLLOWUP_MAX_RETRIES", 3, minimum=0, integer=True)),
+        max_retries=int(num("FOLLOWUP_MAX_RETRIES", 3, minimum=0, integer=True, maximum=100)),
         templates_file=templates_file,
-        lease_seconds=int(num("FOLLOWUP_LEASE_SECONDS", 600, minimum=10, integer=True)),
+        lease_seconds=int(num("FOLLOWUP_LEASE_SECONDS", 600, minimum=10, integer=True,
+                              maximum=86400)),
         send_window=parse_window("FOLLOWUP_SEND_WINDOW", window_raw) if window_raw else None,
         webhook_secret=parse_secret("FOLLOWUP_WEBHOOK_SECRET", secret_raw)
         if secret_raw else None,
         alerts=AlertThresholds(
             failures_per_hour=int(num("FOLLOWUP_ALERT_FAILURES", 10, minimum=0, integer=True)),
-            delay_minutes=num("FOLLOWUP_ALERT_DELAY_MINUTES", 30, minimum=0, integer=False),
+            delay_minutes=num("FOLLOWUP_ALERT_DELAY_MINUTES", 30, minimum=0, integer=False,
+                              maximum=MAX_DAYS * 1440),
             overdue_backlog=int(num("FOLLOWUP_ALERT_BACKLOG", 50, minimum=0, integer=True)),
-            stale_minutes=num("FOLLOWUP_ALERT_STALE_MINUTES", 5, minimum=1, integer=False),
+            stale_minutes=num("FOLLOWUP_ALERT_STALE_MINUTES", 5, minimum=1, integer=False,
+                              maximum=MAX_DAYS * 1440),
         ),
     )
     if check_templates and templates_file is not None:

@@ -17,6 +17,11 @@ from pathlib import Path
 from followup_cli.errors import InputError, SettingsError
 
 VARIABLES = ("event_date", "booking_id", "days_inactive", "custom_message")
+# What each trigger type can fill in; templates named <type>_* are held to it.
+TYPE_VARIABLES = {
+    "post_event": frozenset({"event_date", "booking_id", "custom_message"}),
+    "reengagement": frozenset({"days_inactive"}),
+}
 MAX_CUSTOM_MESSAGE = 2000
 MAX_TEMPLATE_ID = 50
 
@@ -46,6 +51,11 @@ BUILTIN_TEMPLATES: dict[str, str] = {
         "the way you hoped, we'd like to make it right."
     ),
 }
+
+
+def trigger_kind(template_id: str) -> str | None:
+    """The trigger type a template is named for (`post_event_…`, `reengagement_…`)."""
+    return next((k for k in TYPE_VARIABLES if template_id.startswith(k + "_")), None)
 
 
 @dataclass(frozen=True)
@@ -167,6 +177,14 @@ def _load_file(path: Path, _mtime_ns: int) -> TemplateSet:
             fields = template_fields(tid, content)
         except SettingsError as exc:
             raise SettingsError(f"{label}: {exc}") from None
+        # A placeholder its trigger type never has a value for would fail every scan or
+        # schedule of that kind: refuse it now rather than at 9 AM.
+        kind = trigger_kind(tid)
+        if kind is not None and fields - TYPE_VARIABLES[kind]:
+            name = sorted(fields - TYPE_VARIABLES[kind])[0]
+            allowed = ", ".join("{" + v + "}" for v in sorted(TYPE_VARIABLES[kind]))
+            raise SettingsError(f"{where}: {{{name}}} has no value in a {kind} follow-up "
+                                f"(it may use {allowed})")
         templates[tid] = Template(tid, content, fields, str(path))
     return TemplateSet(templates)
 

@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo
 
 from followup_cli.errors import InputError
 
+MIN_YEAR, MAX_YEAR = 1900, 9000
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -29,12 +31,19 @@ def parse_instant(text: str, zone: ZoneInfo, *, name: str) -> datetime:
         ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=zone, fold=0)
+    # Far from datetime's own limits, so that windows (±1 day) and delays stay computable.
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise InputError(f"{name}: {raw!r} is out of range (years {MIN_YEAR} to {MAX_YEAR})")
     return value.astimezone(UTC)
 
 
 def after_elapsed(start: datetime, hours: float) -> datetime:
     """`hours` of elapsed (not wall-clock) time after an instant: DST cannot shift it."""
-    return (start.astimezone(UTC) + timedelta(hours=hours)).astimezone(UTC)
+    try:
+        return (start.astimezone(UTC) + timedelta(hours=hours)).astimezone(UTC)
+    except OverflowError:  # 9999-12-31 plus a day
+        raise InputError(f"a time {hours:g} hours after {start.isoformat()} is out of "
+                         "range") from None
 
 
 def local_day_bounds(now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:

@@ -49,6 +49,10 @@ class FollowupGroup(TyperGroup):
     """Turns followup's errors into one line on stderr and the documented exit code (a
     traceback only with --verbose); with --json, stdout still gets one JSON document."""
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta["followup.args"] = tuple(args)  # seen by every sub-command's context
+        return super().parse_args(ctx, args)
+
     def format_help(self, ctx: Any, formatter: Any) -> None:
         # The settings epilog (with the data-directory path) is built only for --help, so
         # cron passes do not pay for it at start-up.
@@ -63,8 +67,18 @@ class FollowupGroup(TyperGroup):
             if STATE.verbose:
                 logging.getLogger("followup").exception("failed")
             _report(str(error), error.exit_code)
-        except (typer.Exit, typer.Abort, typer.TyperException):
-            raise  # usage errors (exit 2), --help, and our own typer.Exit codes
+        except typer.TyperException as error:
+            # A usage error (exit 2): the usage text goes to stderr as usual, and a script
+            # that asked for --json still gets its one document on stdout.
+            if "--json" in ctx.meta.get("followup.args", ()) and hasattr(error,
+                                                                          "format_message"):
+                from followup_cli.cli.output import dumps
+
+                typer.echo(dumps({"error": {"message": error.format_message(),
+                                            "exit_code": int(getattr(error, "exit_code", 2))}}))
+            raise
+        except (typer.Exit, typer.Abort):
+            raise  # --help, and our own typer.Exit codes
         except BrokenPipeError:
             raise  # the reader went away (`| head`): handled quietly in main()
         except KeyboardInterrupt:

@@ -135,11 +135,11 @@ def stats(
 
         followup stats --format prometheus > followup.prom.tmp && mv followup.prom.tmp followup.prom
     """
+    out = output(json)
     from followup_cli.errors import InputError
 
     if json and fmt is StatsFormat.prometheus:
         raise InputError("--json and --format prometheus exclude each other")
-    out = output(json)
     from followup_cli.service.monitoring import collect_stats
 
     result = collect_stats(context(), days)
@@ -306,6 +306,10 @@ def retry(
                 "not_failed": f"{o.id}: not failed (it is {o.status}), left as it is",
                 "live_reengagement": f"{o.id}: the user already has a pending "
                                      "re-engagement, left failed",
+                "at_cap": f"{o.id}: the user is at FOLLOWUP_MAX_PENDING_PER_USER, left "
+                          "failed",
+                "duplicate_pending": f"{o.id}: a pending post-event follow-up of the user "
+                                     "is within a day of this event, left failed",
             }[o.outcome]
             out.line(text, style=None if o.exit_code == 0 else "red")
     exit_with(result.exit_code)

@@ -189,7 +189,7 @@ def demo(yes: YesOpt = False, json: JsonOpt = False) -> None:
 
         followup demo
 
-        DATABASE_URL=sqlite:///tmp/try.db followup demo --json
+        DATABASE_URL=sqlite:////tmp/try.db followup demo --json
     """
     out = output(json)
     from followup_cli.cli.common import confirm

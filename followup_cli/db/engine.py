@@ -91,11 +91,15 @@ class Database:
                 executemany_mode="values_plus_batch",
                 pool_size=2,
                 max_overflow=2,
+                # Bound values (message content, user ids) stay out of error texts and so
+                # out of logs, even with --verbose.
+                hide_parameters=True,
             )
         path = self.url.removeprefix("sqlite:///")
         if path and path != ":memory:" and not path.startswith("file:"):
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = sa.create_engine(self.url, hide_parameters=True,
+                                  connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:

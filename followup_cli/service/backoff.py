@@ -9,6 +9,9 @@ from datetime import datetime, timedelta
 BASE_SECONDS = 60.0
 CAP_SECONDS = 3600.0
 JITTER = (0.8, 1.2)
+# A receiver's Retry-After is honoured uncapped, within reason: an absurd value (a bug on
+# its side) must not overflow the date arithmetic and abort the pass's write-back.
+MAX_RETRY_AFTER_SECONDS = 30 * 86400.0
 
 
 def retry_delay(retry_count: int, *, retry_after: float | None = None,
@@ -25,7 +28,7 @@ def retry_delay(retry_count: int, *, retry_after: float | None = None,
     # min() before the power would overflow for absurd counts; 2**12 already exceeds the cap.
     delay = min(CAP_SECONDS, BASE_SECONDS * 2.0 ** min(retry_count - 1, 16) * factor)
     if retry_after is not None and retry_after > delay:
-        return float(retry_after)
+        return min(float(retry_after), MAX_RETRY_AFTER_SECONDS)
     return delay
 
 

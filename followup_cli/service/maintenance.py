@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from followup_cli.db.schema import CANCELLED, EXECUTED, FAILED, PENDING, PROCESSING
+from followup_cli.db.schema import CANCELLED, EXECUTED, FAILED, PENDING, POST_EVENT, PROCESSING
 from followup_cli.errors import ExitCode, InputError, RuleViolation
 from followup_cli.service.context import Context
 from followup_cli.service.outcomes import IdOutcome, IdOutcomes
 from followup_cli.service.requests import require_id
+from followup_cli.settings import MAX_DAYS
 from followup_cli.store import followups, locks, maintenance
 from followup_cli.timeutil import iso
 
@@ -56,8 +57,9 @@ def cleanup(ctx: Context, *, older_than_days: float = DEFAULT_RETENTION_DAYS,
     than `older_than_days` ago, and run records as old, in batches of `batch` rows per
     transaction. Executed rows go by executed_at, failed by their last attempt, cancelled
     by cancelled_at."""
-    if not older_than_days >= 0:  # also refuses NaN
-        raise InputError(f"--older-than-days: {older_than_days} must not be negative")
+    if not 0 <= older_than_days <= MAX_DAYS:  # also refuses NaN and infinity
+        raise InputError(f"--older-than-days: {older_than_days:g} must be from 0 to "
+                         f"{MAX_DAYS}")
     if batch < 1:
         raise InputError("batch size must be at least 1")
     now = ctx.now()
@@ -96,7 +98,8 @@ def cleanup(ctx: Context, *, older_than_days: float = DEFAULT_RETENTION_DAYS,
 
 @dataclass
 class RetryResult(IdOutcomes):
-    """Outcomes: retried | not_found | not_failed | live_reengagement."""
+    """Outcomes: retried | not_found | not_failed | live_reengagement | at_cap |
+    duplicate_pending."""
 
     due_at: datetime | None = None
 
@@ -109,15 +112,42 @@ class RetryResult(IdOutcomes):
 
 
 def retry(ctx: Context, ids: list[str]) -> RetryResult:
-    """Put failed follow-ups back to pending, due now. An unknown id exits 2, one that is
-    not failed 3; with several ids the highest code wins (like cancel)."""
+    """Put failed follow-ups back to pending, due now, under the scheduling rules: a retry
+    may not take its user past FOLLOWUP_MAX_PENDING_PER_USER (`at_cap`), duplicate a live
+    post-event within ±1 day (`duplicate_pending`) or a live re-engagement
+    (`live_reengagement`); each of those exits 3, like one that is not failed. An unknown
+    id exits 2; with several ids the highest code wins (like cancel)."""
     if not ids:
         raise InputError("give at least one follow-up id")
     unique = list(dict.fromkeys(require_id("follow-up id", i) for i in ids))
     now = ctx.now()
+    refused: dict[str, str] = {}
     with ctx.db.transaction() as conn:
-        blocked = set(maintenance.blocked_reengagements(conn, unique))
-        done = set(maintenance.retry_failed(conn, [i for i in unique if i not in blocked], now))
+        failed = maintenance.failed_rows(conn, unique)
+        users = sorted({r["user_id"] for r in failed})
+        locks.lock_users(conn, users)
+        refused.update(dict.fromkeys(maintenance.blocked_reengagements(conn, unique),
+                                     "live_reengagement"))
+        live = followups.count_live_many(conn, users)
+        events = followups.live_post_events(conn, users)
+        allowed = []
+        for row in failed:
+            fid, user = row["id"], row["user_id"]
+            if fid in refused:
+                continue
+            if live.get(user, 0) >= ctx.settings.max_pending_per_user:
+                refused[fid] = "at_cap"
+                continue
+            if row["trigger_type"] == POST_EVENT and row["event_at"] is not None and any(
+                    u == user and abs(at - row["event_at"]) <= followups.DUPLICATE_WINDOW
+                    for u, _, at in events):
+                refused[fid] = "duplicate_pending"
+                continue
+            allowed.append(fid)
+            live[user] = live.get(user, 0) + 1
+            if row["event_at"] is not None:
+                events.append((user, fid, row["event_at"]))
+        done = set(maintenance.retry_failed(conn, allowed, now))
         states = followups.statuses(conn, [i for i in unique if i not in done])
     outcomes = []
     for fid in unique:
@@ -126,10 +156,9 @@ def retry(ctx: Context, ids: list[str]) -> RetryResult:
             outcomes.append(IdOutcome(fid, "retried", PENDING, ExitCode.OK))
         elif state is None:
             outcomes.append(IdOutcome(fid, "not_found", None, ExitCode.INVALID))
-        elif fid in blocked:
-            outcomes.append(IdOutcome(fid, "live_reengagement", state, ExitCode.REFUSED))
         else:
-            outcomes.append(IdOutcome(fid, "not_failed", state, ExitCode.REFUSED))
+            outcomes.append(IdOutcome(fid, refused.get(fid, "not_failed"), state,
+                                      ExitCode.REFUSED))
     log.info("retry: %d of %d put back to pending", len(done), len(unique))
     return RetryResult(outcomes, now)
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from followup_cli.errors import InputError
+from followup_cli.settings import MAX_DAYS, MAX_DELAY_HOURS
 from followup_cli.templates import MAX_CUSTOM_MESSAGE, MAX_TEMPLATE_ID
 from followup_cli.timeutil import parse_instant
 
@@ -60,8 +61,9 @@ def parse_hours(name: str, value: str | float | None) -> float | None:
         hours = float(value)
     except (TypeError, ValueError):
         raise InputError(f"{name}: {value!r} is not a number of hours") from None
-    if not math.isfinite(hours) or hours < 0:
-        raise InputError(f"{name}: {value!r} must be a non-negative number of hours")
+    if not math.isfinite(hours) or hours < 0 or hours > MAX_DELAY_HOURS:
+        raise InputError(f"{name}: {value!r} must be a number of hours from 0 to "
+                         f"{MAX_DELAY_HOURS}")
     return hours
 
 
@@ -72,8 +74,9 @@ def parse_days(name: str, value: str | int | None) -> int | None:
         days = int(str(value).strip())
     except ValueError:
         raise InputError(f"{name}: {value!r} is not a whole number of days") from None
-    if days < 0:
-        raise InputError(f"{name}: {value!r} must not be negative")
+    if days < 0 or days > MAX_DAYS:
+        raise InputError(f"{name}: {value!r} must be a whole number of days from 0 to "
+                         f"{MAX_DAYS}")
     return days
 
 

@@ -50,19 +50,24 @@ def recover_expired(conn: sa.Connection, *, now: datetime, max_retries: int
                     ) -> tuple[int, int]:
     """Give back the claims of passes that died: set-based, one statement.
 
-    The lost attempt counts as a failed one (a message that kills every pass must not loop
-    for ever), so a row past FOLLOWUP_MAX_RETRIES becomes `failed`; the others are due at
-    once. Returns (requeued, failed).
+    A crashed attempt is always delivered again (at-least-once), even when it was the last
+    one allowed: recovery fails a row only when its count is already one past
+    FOLLOWUP_MAX_RETRIES, i.e. after it was redelivered once and the pass died again. So a
+    message that kills every pass ends `failed` after max_retries + 2 crashes instead of
+    looping for ever. The others are due at once. Returns (requeued, failed).
     """
     attempts = sf.c.retry_count + 1
     rows = conn.execute(
         sa.update(sf)
         .where(IS_PROCESSING, sf.c.locked_until < now)
         .values(
-            status=sa.case((attempts > max_retries, FAILED), else_=PENDING),
+            status=sa.case((attempts > max_retries + 1, FAILED), else_=PENDING),
             retry_count=attempts,
             error_message=LEASE_EXPIRED,
             next_attempt_at=now,
+            # when the lost attempt is known to have ended: the failure alert and
+            # `cleanup --include-failed` read failures by it
+            last_attempt_at=now,
             locked_until=None,
             locked_by=None,
         )

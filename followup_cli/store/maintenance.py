@@ -95,6 +95,17 @@ def retry_failed(conn: sa.Connection, ids: Sequence[str], now: datetime) -> list
     return [r[0] for r in rows]
 
 
+def failed_rows(conn: sa.Connection, ids: Sequence[str]) -> list[dict[str, Any]]:
+    """id, user_id, trigger_type, event_at of those of `ids` that are failed."""
+    if not ids:
+        return []
+    rows = conn.execute(
+        sa.select(sf.c.id, sf.c.user_id, sf.c.trigger_type, sf.c.event_at)
+        .where(sf.c.id.in_(sa.bindparam("ids", expanding=True)), sf.c.status == FAILED),
+        {"ids": list(ids)})
+    return [dict(r) for r in rows.mappings()]
+
+
 def blocked_reengagements(conn: sa.Connection, ids: Sequence[str]) -> list[str]:
     """Failed re-engagements among `ids` whose user already has a live one: retrying them
     would break "at most one pending re-engagement per user"."""

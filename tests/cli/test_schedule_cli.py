@@ -164,3 +164,44 @@ def test_password_never_printed() -> None:
 def test_usage_error_is_exit_2() -> None:
     result = runner.invoke(app, ["schedule", "post-event", "--user-id", "u"])
     assert result.exit_code == 2
+
+
+def test_usage_error_with_json_still_prints_one_document(db_url: str) -> None:
+    result = run(db_url, "schedule", "post-event", "--user-id", "u", "--bogus", "--json")
+    assert result.exit_code == 2
+    doc = json.loads(result.stdout)
+    assert doc["error"]["exit_code"] == 2 and "--bogus" in doc["error"]["message"]
+    assert "Usage" in result.stderr
+
+
+def test_conflicting_options_with_json_print_one_document(db_url: str) -> None:
+    result = run(db_url, "stats", "--format", "prometheus", "--json")
+    assert result.exit_code == 2
+    assert "exclude" in json.loads(result.stdout)["error"]["message"]
+
+
+@pytest.mark.postgres
+def test_verbose_errors_never_show_bound_values(pg_url: str) -> None:
+    """A database error's text, logged with --verbose, must not carry message content."""
+    engine = sa.create_engine(normalize_database_url(pg_url))
+    with engine.begin() as conn:  # a trigger that refuses every insert
+        conn.exec_driver_sql(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$BEGIN RAISE EXCEPTION 'refused'; END$$")
+        conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE INSERT ON scheduled_followups "
+                             "FOR EACH ROW EXECUTE FUNCTION refuse()")
+    engine.dispose()
+    # A real process, so the logging that main() sets up writes to the real stderr.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "followup"), "-v", *POST,
+         "--custom-message", "TOPSECRET-MSG"],
+        env={**os.environ, "DATABASE_URL": pg_url}, capture_output=True, text=True,
+        timeout=60)
+    assert proc.returncode == 4, proc.stderr
+    assert "Traceback" in proc.stderr and "refused" in proc.stderr  # --verbose shows it
+    assert "TOPSECRET" not in proc.stderr + proc.stdout

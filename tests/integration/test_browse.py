@@ -124,3 +124,32 @@ def test_retry_keeps_one_live_reengagement_per_user(ctx: Context) -> None:
     assert result.outcomes[0].outcome == "live_reengagement"
     assert result.exit_code == ExitCode.REFUSED
     assert {r["id"]: r["status"] for r in rows(ctx)} == {"old": "failed", "live": "pending"}
+
+
+def test_retry_respects_the_per_user_cap(make_ctx, clock: FakeClock) -> None:
+    ctx = make_ctx(FOLLOWUP_MAX_PENDING_PER_USER=1)
+    add_followup(ctx, id="failed", user_id="u", status="failed",
+                 event_at=clock.now - timedelta(days=10))
+    add_followup(ctx, id="pending", user_id="u", status="pending",
+                 event_at=clock.now + timedelta(days=10))
+    result = retry(ctx, ["failed"])
+    assert [(o.id, o.outcome) for o in result.outcomes] == [("failed", "at_cap")]
+    assert result.exit_code == ExitCode.REFUSED
+    assert {r["id"]: r["status"] for r in rows(ctx)} == {"failed": "failed",
+                                                         "pending": "pending"}
+
+
+def test_retry_does_not_duplicate_a_pending_post_event(ctx: Context, clock: FakeClock) -> None:
+    event = clock.now - timedelta(days=2)
+    add_followup(ctx, id="a", user_id="u", status="failed", event_at=event)
+    add_followup(ctx, id="b", user_id="u", status="pending", event_at=event + timedelta(hours=5))
+    add_followup(ctx, id="c", user_id="u", status="failed", event_at=event + timedelta(days=5))
+    result = retry(ctx, ["a", "c"])
+    assert [(o.id, o.outcome) for o in result.outcomes] == [
+        ("a", "duplicate_pending"), ("c", "retried")]
+    assert result.exit_code == ExitCode.REFUSED
+    # two failed ones of the same event: only the first comes back
+    add_followup(ctx, id="d", user_id="v", status="failed", event_at=event)
+    add_followup(ctx, id="e", user_id="v", status="failed", event_at=event)
+    assert [o.outcome for o in retry(ctx, ["d", "e"]).outcomes] == [
+        "retried", "duplicate_pending"]

@@ -300,20 +300,36 @@ def test_an_expired_lease_is_recovered_and_delivered(make_ctx: MakeCtx, clock: F
     assert {p["attempt"] for p in sender.payloads if p["id"] in held} == {2}
 
 
-def test_a_poison_message_is_failed_after_max_retries_crashes(make_ctx: MakeCtx,
-                                                              clock: FakeClock) -> None:
+def test_a_poison_message_is_failed_after_max_retries_plus_two_crashes(
+        make_ctx: MakeCtx, clock: FakeClock) -> None:
     ctx = make_ctx(FOLLOWUP_LEASE_SECONDS=60, FOLLOWUP_MAX_RETRIES=1)
     [fid] = add_due(ctx, 1)
-    for _ in range(2):  # two passes die holding it
+    for crash in range(3):  # three passes die holding it
         assert claim_as_dead_pass(ctx, 1) == [fid]
         clock.advance(seconds=61)
-        with ctx.db.transaction() as conn:
-            if _ == 0:
+        if crash < 2:
+            with ctx.db.transaction() as conn:
                 assert store.recover_expired(conn, now=ctx.now(), max_retries=1) == (1, 0)
     result = run_due(ctx, sender=MemorySender())
     row = by_id(ctx)[fid]
     assert result.failed == 1 and result.executed == 0
-    assert row["status"] == "failed" and row["retry_count"] == 2
+    assert row["status"] == "failed" and row["retry_count"] == 3
+    assert row["last_attempt_at"] == ctx.now()
+
+
+def test_a_crash_on_the_last_allowed_attempt_is_still_delivered_again(
+        make_ctx: MakeCtx, clock: FakeClock) -> None:
+    """At-least-once: with no retries allowed, a pass that dies mid-send does not turn the
+    follow-up into a failure nobody received."""
+    ctx = make_ctx(FOLLOWUP_LEASE_SECONDS=60, FOLLOWUP_MAX_RETRIES=0)
+    [fid] = add_due(ctx, 1)
+    assert claim_as_dead_pass(ctx, 1) == [fid]
+    clock.advance(seconds=61)
+    sender = MemorySender()
+    result = run_due(ctx, sender=sender)
+    assert (result.recovered, result.executed, result.failed) == (1, 1, 0)
+    assert [p["id"] for p in sender.payloads] == [fid]
+    assert by_id(ctx)[fid]["status"] == "executed"
 
 
 def test_a_stale_pass_cannot_overwrite(ctx: Context) -> None:

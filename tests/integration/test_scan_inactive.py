@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from followup_cli.db.schema import followup_runs
 from followup_cli.db.schema import scheduled_followups as sf
-from followup_cli.errors import InputError
+from followup_cli.errors import InputError, SettingsError
 from followup_cli.service.context import Context
 from followup_cli.service.requests import post_event_request
 from followup_cli.service.scanning import ScanOptions, scan_inactive
@@ -214,13 +214,28 @@ def test_insert_skips_users_with_a_live_reengagement(ctx: Context) -> None:
     assert sorted(r["user_id"] for r in reengagements(ctx)) == ["u1", "u2", "u3"]
 
 
-def test_bad_template_fails_the_pass_writes_nothing_and_is_recorded(
+def test_a_reengagement_template_it_cannot_fill_is_refused_at_start(
         make_ctx: MakeCtx, tmp_path: Path) -> None:
+    """A re-engagement has no booking id: such a template would fail every daily scan, so
+    the templates file is refused when the settings load, before any pass starts."""
     tpl = tmp_path / "t.toml"
     tpl.write_text('[templates.reengagement_neutral_emotion]\n'
                    'content = "About booking {booking_id}?"\n', encoding="utf-8")
-    ctx = make_ctx(FOLLOWUP_TEMPLATES_FILE=str(tpl))
+    with pytest.raises(SettingsError, match=r"reengagement_neutral_emotion.*\{booking_id\}"):
+        make_ctx(FOLLOWUP_TEMPLATES_FILE=str(tpl))
+
+
+def test_a_pass_that_fails_writes_nothing_and_is_recorded(
+        make_ctx: MakeCtx, monkeypatch: pytest.MonkeyPatch) -> None:
+    import followup_cli.service.scanning as scanning_service
+
+    ctx = make_ctx()
     add_conversation(ctx, "c1", "u1", [0.5], at=ago(ctx, days=40))
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise InputError("template reengagement_neutral_emotion needs booking_id")
+
+    monkeypatch.setattr(scanning_service, "_plan", broken)
     with pytest.raises(InputError, match="booking_id"):
         scan_inactive(ctx)
     assert rows(ctx) == []

@@ -76,3 +76,15 @@ def test_max_retries_zero_means_one_attempt() -> None:
     state = after_failure(retry_count=0, max_retries=0, transient=True, retry_after=None,
                           now=NOW, next_attempt_at=NOW)
     assert state.status == "failed"
+
+
+def test_an_absurd_retry_after_is_bounded_not_an_overflow() -> None:
+    from datetime import UTC, datetime
+
+    from followup_cli.service.backoff import MAX_RETRY_AFTER_SECONDS
+
+    assert retry_delay(1, retry_after=1e15, rng=Fixed("mid")) == MAX_RETRY_AFTER_SECONDS
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    state = after_failure(retry_count=0, max_retries=3, transient=True, retry_after=1e15,
+                          now=now, next_attempt_at=now)
+    assert state.status == "pending" and state.next_attempt_at.year == 2026

@@ -80,3 +80,16 @@ def test_bad_reengagement_input(kw: dict[str, object], needle: str) -> None:
 def test_reengagement_defaults_are_left_to_the_service() -> None:
     req = reengagement_request(UTCZ, user_id="u")
     assert (req.conversation_id, req.days_inactive, req.at) == (None, None, None)
+
+
+@pytest.mark.parametrize("event", ["0001-01-01T00:00", "9999-12-31T23:00", "1899-12-31"])
+def test_times_far_from_now_are_refused_not_crashing(event: str) -> None:
+    with pytest.raises(InputError, match="out of range"):
+        post_event_request(LA, user_id="u", conversation_id="c", event_date=event)
+
+
+def test_out_of_range_numbers_are_refused() -> None:
+    with pytest.raises(InputError, match="delay_hours"):
+        post(delay_hours="1e300")
+    with pytest.raises(InputError, match="days_inactive"):
+        reengagement_request(UTCZ, user_id="u", days_inactive="99999999")

@@ -101,3 +101,21 @@ def test_broken_templates_file_refused_at_start(tmp_path: Path) -> None:
     bad.write_text('[templates.post_event_high_emotion]\ncontent = "Hi {name}"\n')
     with pytest.raises(SettingsError, match=r"post_event_high_emotion.*unknown placeholder"):
         load_settings({"FOLLOWUP_TEMPLATES_FILE": str(bad)})
+
+
+@pytest.mark.parametrize(("env", "needle"), [
+    ({"FOLLOWUP_DELAY_HOURS": "1e300"}, "FOLLOWUP_DELAY_HOURS"),
+    ({"FOLLOWUP_LEASE_SECONDS": "99999999999999"}, "FOLLOWUP_LEASE_SECONDS"),
+    ({"REENGAGEMENT_INACTIVE_DAYS": "99999999"}, "REENGAGEMENT_INACTIVE_DAYS"),
+    ({"DATABASE_URL": "postgresql://u:p@127.0.0.1:abc/x"}, "DATABASE_URL"),
+])
+def test_values_out_of_range_are_refused_at_start(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(env)
+    assert str(info.value).startswith(needle)
+    assert "p@" not in str(info.value)  # the password stays masked
+
+
+def test_password_in_query_string_is_masked() -> None:
+    masked = mask_password("postgresql://app:pw1@db/x?password=pw2&sslmode=require")
+    assert "pw1" not in masked and "pw2" not in masked and "sslmode=require" in masked

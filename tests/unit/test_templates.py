@@ -112,6 +112,13 @@ MISTAKES = [
     ("no_templates", '[other]\nx = 1\n', ["no [templates.<id>] tables"]),
     ("empty_file", "", ["no [templates.<id>] tables"]),
     ("empty_id", '[templates.""]\ncontent = "Hi"\n', ["template id is empty"]),
+    ("reengagement_with_post_event_field",
+     '[templates.reengagement_neutral_emotion]\ncontent = "Hi {custom_message}"\n',
+     ["template reengagement_neutral_emotion", "{custom_message} has no value",
+      "{days_inactive}"]),
+    ("post_event_with_days_inactive",
+     '[templates.post_event_vip]\ncontent = "{days_inactive} days"\n',
+     ["template post_event_vip", "{days_inactive} has no value in a post_event"]),
 ]
 
 
