@@ -46,6 +46,12 @@ def after_elapsed(start: datetime, hours: float) -> datetime:
                          "range") from None
 
 
+def whole_days(earlier: datetime, later: datetime) -> int:
+    """Whole days of elapsed time between two instants (never negative): how
+    `days_inactive` counts, whatever the local calendar does."""
+    return max(0, (later - earlier) // timedelta(days=1))
+
+
 def local_day_bounds(now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
     """The UTC instants where the zone's current local day starts and ends (23 or 25 hours
     long across a DST change)."""

@@ -16,7 +16,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
@@ -32,7 +32,11 @@ from followup_cli.service.requests import (
     post_event_request,
     reengagement_request,
 )
-from followup_cli.service.scheduling import render_post_event, render_reengagement
+from followup_cli.service.scheduling import (
+    days_inactive,
+    render_post_event,
+    render_reengagement,
+)
 from followup_cli.store import conversations, followups, locks, scanning
 from followup_cli.templates import TemplateSet
 
@@ -285,11 +289,7 @@ class _Facts:
             return render_post_event(ctx, templates, req,
                                      self.scores.get(req.conversation_id, []), now).row
         conversation_id = req.conversation_id or self.latest.get(req.user_id, "")
-        days = req.days_inactive
-        if days is None:
-            last = self.last_activity.get(req.user_id)
-            days = ((now - last) // timedelta(days=1) if last is not None
-                    else ctx.settings.inactive_days)
+        days = days_inactive(ctx, req.days_inactive, self.last_activity.get(req.user_id), now)
         return render_reengagement(
             templates, user_id=req.user_id, conversation_id=conversation_id,
             days_inactive=days, at=req.at or now, template_id=req.template_id,

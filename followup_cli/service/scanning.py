@@ -23,7 +23,7 @@ from followup_cli.service.context import Context
 from followup_cli.service.scheduling import new_id, render_reengagement
 from followup_cli.store import conversations, followups, locks, runs, scanning
 from followup_cli.templates import TemplateSet
-from followup_cli.timeutil import iso
+from followup_cli.timeutil import iso, whole_days
 
 log = logging.getLogger("followup.scan")
 
@@ -90,11 +90,6 @@ class ScanResult:
         return {"candidates": self.candidates, "scheduled": self.scheduled,
                 "skipped_cap": self.skipped_cap, "skipped_limit": self.skipped_limit,
                 "skipped_conflict": self.skipped_conflict}
-
-
-def days_between(earlier: datetime, later: datetime) -> int:
-    """Whole days of elapsed time (instants in UTC; local calendars play no part)."""
-    return max(0, (later - earlier) // timedelta(days=1))
 
 
 def scan_inactive(ctx: Context, options: ScanOptions | None = None,
@@ -201,7 +196,7 @@ def _plan(ctx: Context, conn: sa.Connection, result: ScanResult, options: ScanOp
     scores = conversations.recent_scores_many(conn, [c.conversation_id for c in chosen])
     rows: list[dict[str, Any]] = []
     for cand in chosen:
-        days = days_between(cand.last_activity, now)
+        days = whole_days(cand.last_activity, now)
         draft = render_reengagement(
             templates, user_id=cand.user_id, conversation_id=cand.conversation_id,
             days_inactive=days, at=now, template_id=None,

@@ -25,7 +25,7 @@ from followup_cli.service.outcomes import IdOutcome, IdOutcomes
 from followup_cli.service.requests import PostEventRequest, ReengagementRequest, require_id
 from followup_cli.store import conversations, followups, locks
 from followup_cli.templates import TemplateSet, choose_template, emotion_mean
-from followup_cli.timeutil import after_elapsed, human_date, iso
+from followup_cli.timeutil import after_elapsed, human_date, iso, whole_days
 
 log = logging.getLogger("followup.schedule")
 
@@ -132,6 +132,17 @@ def render_reengagement(templates: TemplateSet, *, user_id: str, conversation_id
     return Draft(row, mean)
 
 
+def days_inactive(ctx: Context, given: int | None, last_activity: datetime | None,
+                  now: datetime) -> int:
+    """{days_inactive} of a re-engagement: as given, else whole days since the user's last
+    message, else (no message at all) REENGAGEMENT_INACTIVE_DAYS."""
+    if given is not None:
+        return given
+    if last_activity is None:
+        return ctx.settings.inactive_days
+    return whole_days(last_activity, now)
+
+
 def _check_cap(ctx: Context, conn: sa.Connection, user_id: str) -> None:
     live = followups.count_live(conn, user_id)
     cap = ctx.settings.max_pending_per_user
@@ -183,10 +194,7 @@ def schedule_reengagement(ctx: Context, req: ReengagementRequest) -> ScheduleRes
         _check_cap(ctx, conn, req.user_id)
         conversation_id = req.conversation_id or conversations.latest_conversation(
             conn, req.user_id) or ""
-        days = req.days_inactive
-        if days is None:
-            days = ((now - last_active).days if last_active is not None
-                    else ctx.settings.inactive_days)
+        days = days_inactive(ctx, req.days_inactive, last_active, now)
         scores = conversations.recent_scores(conn, conversation_id) if conversation_id else []
         draft = render_reengagement(templates, user_id=req.user_id,
                                     conversation_id=conversation_id, days_inactive=days,
