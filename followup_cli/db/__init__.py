@@ -6,7 +6,7 @@ must not pull SQLAlchemy in.
 
 # Alembic head. Checked with one query on every command, so the hot path never imports
 # Alembic; tests assert it equals the head of alembic/versions.
-SCHEMA_REVISION = "0001_initial"
+SCHEMA_REVISION = "0002_admission_guards"
 
 # A stuck statement (lock wait included) fails after this instead of hanging a cron pass.
 STATEMENT_TIMEOUT_MS = 30_000

@@ -174,5 +174,17 @@ followup_runs = sa.Table(
     sa.Column("status", sa.String(20), nullable=False, server_default="running"),
     sa.Column("counts", JSONType, nullable=False, server_default=sa.text("'{}'")),
     sa.Column("error_message", sa.Text()),
+    # Touched by a live pass; a `running` record whose heartbeat went stale (or whose pid
+    # is gone, on the same host) belongs to a dead pass and is closed as `abandoned`.
+    sa.Column("heartbeat_at", UTCDateTime()),
     sa.Index("ix_followup_runs_kind_finished", "kind", "finished_at"),
+)
+
+# The admission guard: one row per user. Admission locks its users' rows (sorted, FOR
+# UPDATE) so the rules that span rows (duplicate window, cap, one re-engagement per period)
+# hold under any number of concurrent writers, bulk or single.
+followup_user_guards = sa.Table(
+    "followup_user_guards",
+    metadata,
+    sa.Column("user_id", sa.String(255), primary_key=True),
 )
