@@ -25,7 +25,8 @@ FileArg = Annotated[str, typer.Argument(
 
 
 @contextlib.contextmanager
-def _progress(out: Output, label: str) -> Iterator[Callable[[int, int], None] | None]:
+def _progress(out: Output, label: str
+              ) -> Iterator[Callable[[int, int | None], None] | None]:
     """A rich progress bar on a terminal, started once the work turns out large; nothing
     under cron or with --json."""
     if not out.terminal:
@@ -38,8 +39,8 @@ def _progress(out: Output, label: str) -> Iterator[Callable[[int, int], None] | 
                         MofNCompleteColumn(), TimeElapsedColumn(), console=out.console,
                         transient=True)
 
-    def update(done: int, total: int) -> None:
-        if total < PROGRESS_MIN:
+    def update(done: int, total: int | None) -> None:
+        if total is not None and total < PROGRESS_MIN:
             return
         if "task" not in bar:
             progress.start()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +65,7 @@ class Database:
         self.auto_migrate = self.dialect == "sqlite" if auto_migrate is None else auto_migrate
         self._engine: sa.Engine | None = None
         self._schema_checked = False
+        self._clock_offset: timedelta | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -168,6 +171,33 @@ class Database:
                 return None
             raise translated from error
         return None if row is None else str(row[0])
+
+    def analyze(self, table: str) -> None:
+        """Fresh planner statistics after a bulk write (autovacuum may be off). A role that
+        does not own the table gets a warning from PostgreSQL, not an error: best effort."""
+        with self.transaction() as conn:
+            conn.exec_driver_sql(f"ANALYZE {table}")
+
+    def clock_offset(self) -> timedelta:
+        """How far the database's clock is ahead of this host's, measured once (to within
+        half a round trip). SQLite lives on this host: zero. A database that cannot be
+        reached gives zero for now (not remembered): the operation that wanted the time
+        fails on its own first statement and reports that properly."""
+        if self._clock_offset is None:
+            if not self.is_postgres:
+                self._clock_offset = timedelta(0)
+                return self._clock_offset
+            try:
+                with self.engine.connect() as conn:
+                    before = time.time()
+                    db_now: datetime = conn.exec_driver_sql(
+                        "SELECT clock_timestamp()").scalar_one()
+                    after = time.time()
+                    conn.rollback()
+            except exc.SQLAlchemyError:
+                return timedelta(0)
+            self._clock_offset = db_now - datetime.fromtimestamp((before + after) / 2, UTC)
+        return self._clock_offset
 
     def dispose(self) -> None:
         if self._engine is not None:

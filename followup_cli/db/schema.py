@@ -13,13 +13,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from followup_cli.db import SCHEMA_REVISION as SCHEMA_REVISION
+from followup_cli.db import rules
 
-# Statuses of scheduled_followups. `processing` is the in-flight state of a claimed row.
-PENDING, PROCESSING, EXECUTED, FAILED, CANCELLED = (
-    "pending", "processing", "executed", "failed", "cancelled")
-STATUSES = (PENDING, PROCESSING, EXECUTED, FAILED, CANCELLED)
-POST_EVENT, REENGAGEMENT = "post_event", "reengagement"
-TRIGGER_TYPES = (POST_EVENT, REENGAGEMENT)
+# Statuses of scheduled_followups (`processing` is the in-flight state of a claimed row) and
+# trigger types; defined with the rules, re-exported here where the tables are.
+PENDING, PROCESSING, EXECUTED, FAILED, CANCELLED = rules.STATUSES
+STATUSES = rules.STATUSES
+POST_EVENT, REENGAGEMENT = rules.TRIGGER_TYPES
+TRIGGER_TYPES = rules.TRIGGER_TYPES
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -106,23 +107,26 @@ scheduled_followups = sa.Table(
     sa.Index("ix_scheduled_followups_scheduled_at", "scheduled_at"),
     sa.Index("idx_scheduled_followups_status_scheduled", "status", "scheduled_at"),
     sa.Index("idx_scheduled_followups_user_status", "user_id", "status"),
-    # The due-claim reads only pending rows; partial, so its cost does not grow with
-    # history (executed, failed and cancelled rows are not in it).
-    sa.Index("ix_scheduled_followups_due", "next_attempt_at",
-             postgresql_where=sa.text("status = 'pending'"),
-             sqlite_where=sa.text("status = 'pending'")),
-    sa.Index("ix_scheduled_followups_leased", "locked_until",
-             postgresql_where=sa.text("status = 'processing'"),
-             sqlite_where=sa.text("status = 'processing'")),
-    # At most one live re-engagement per user, enforced by the database itself.
-    sa.Index("uq_scheduled_followups_live_reengagement", "user_id", unique=True,
-             postgresql_where=sa.text(
-                 "trigger_type = 'reengagement' AND status IN ('pending', 'processing')"),
-             sqlite_where=sa.text(
-                 "trigger_type = 'reengagement' AND status IN ('pending', 'processing')")),
     sa.Index("ix_scheduled_followups_executed_at", "executed_at"),
     sa.Index("ix_scheduled_followups_created_at", "created_at"),
 )
+
+
+def _partial(name: str, column: str, predicate: sa.ColumnElement[bool], *,
+             unique: bool = False) -> sa.Index:
+    """A partial index whose predicate is one of the rules (db/rules.py), on both dialects."""
+    return sa.Index(name, scheduled_followups.c[column], unique=unique,
+                    postgresql_where=predicate, sqlite_where=predicate)
+
+
+# The due claim reads only pending rows, lease recovery only held ones: partial, so their
+# cost does not grow with history (executed, failed and cancelled rows are not in them).
+_partial("ix_scheduled_followups_due", "next_attempt_at",
+         rules.is_due_status(scheduled_followups))
+_partial("ix_scheduled_followups_leased", "locked_until", rules.is_held(scheduled_followups))
+# At most one live re-engagement per user, enforced by the database itself.
+_partial("uq_scheduled_followups_live_reengagement", "user_id",
+         rules.is_live_reengagement(scheduled_followups), unique=True)
 
 ai_conversations = sa.Table(
     "ai_conversations",
@@ -155,11 +159,11 @@ ai_messages = sa.Table(
     sa.Index("ix_ai_messages_conversation_scored", "conversation_id", "created_at",
              postgresql_where=sa.text("emotion_score IS NOT NULL"),
              sqlite_where=sa.text("emotion_score IS NOT NULL")),
-    # Last activity: the newest message a user sent.
-    sa.Index("ix_ai_messages_user_activity", "user_id", "created_at",
-             postgresql_where=sa.text("role = 'user'"),
-             sqlite_where=sa.text("role = 'user'")),
 )
+# Last activity: the newest message a user sent.
+sa.Index("ix_ai_messages_user_activity", ai_messages.c.user_id, ai_messages.c.created_at,
+         postgresql_where=rules.is_activity(ai_messages),
+         sqlite_where=rules.is_activity(ai_messages))
 
 # One row per pass (run-due, scan-inactive, ...): health reads when the last one finished.
 followup_runs = sa.Table(

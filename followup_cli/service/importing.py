@@ -1,10 +1,10 @@
 """`schedule import`: many follow-ups from JSON Lines or CSV, all or nothing.
 
-Every row is validated first, by the very functions the single `schedule` commands use, and
-a bad row names its line. Then, in one transaction under the exclusive scheduling lock, the
-rules are applied with a handful of batched queries (no query per row or per user): the
-±1-day duplicate window and the one-re-engagement-per-period rule (inside the file and
-against the database) and the per-user cap, which refuses the whole file.
+The file is read as a stream, in chunks: each row is validated by the very functions the
+single `schedule` commands use (a bad row names its line), rendered, and staged, so memory
+is bounded by the chunk, not the file. Then the one admission path applies the rules to the
+whole file inside the same transaction: duplicates (inside the file and against the
+database) are skipped and reported, and a row over the per-user cap refuses the file.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -24,7 +25,9 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from followup_cli.db.schema import POST_EVENT, REENGAGEMENT
+from followup_cli.db.schema import scheduled_followups as sf
 from followup_cli.errors import InputError, RuleViolation
+from followup_cli.service.admission import ADMITTED, AT_CAP, DUPLICATE, Admission
 from followup_cli.service.context import Context
 from followup_cli.service.requests import (
     PostEventRequest,
@@ -37,7 +40,7 @@ from followup_cli.service.scheduling import (
     render_post_event,
     render_reengagement,
 )
-from followup_cli.store import conversations, followups, locks, scanning
+from followup_cli.store import conversations, scanning
 from followup_cli.templates import TemplateSet
 
 log = logging.getLogger("followup.import")
@@ -47,10 +50,11 @@ FIELDS = ("type", "user_id", "conversation_id", "event_date", "booking_id",
           "custom_message", "days_inactive", "at", "delay_hours", "template")
 POST_ONLY = ("event_date", "booking_id", "custom_message", "delay_hours")
 REENGAGEMENT_ONLY = ("days_inactive", "at")
-INSERT_BATCH = 5000
-DUPLICATE_WINDOW = followups.DUPLICATE_WINDOW
+CHUNK = 5000  # rows validated, rendered and staged at a time: what bounds the memory
+DUPLICATES_SHOWN = 100  # duplicates listed in a result; the count is always exact
+ANALYZE_AFTER = 10_000  # scheduled rows after which the table gets fresh statistics
 
-Progress = Callable[[int, int], None]
+Progress = Callable[[int, int | None], None]
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,8 @@ class ImportResult:
     scheduled: int = 0
     scheduled_post_event: int = 0
     scheduled_reengagement: int = 0
-    duplicates: list[Duplicate] = field(default_factory=list)
+    duplicates_total: int = 0
+    duplicates: list[Duplicate] = field(default_factory=list)  # the first DUPLICATES_SHOWN
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,8 +92,10 @@ class ImportResult:
             "scheduled": self.scheduled,
             "scheduled_by_type": {POST_EVENT: self.scheduled_post_event,
                                   REENGAGEMENT: self.scheduled_reengagement},
-            "duplicates": len(self.duplicates),
+            "duplicates": self.duplicates_total,
+            # bounded: a file of 20,000 duplicates must not make a 3 MB document
             "duplicate_rows": [d.to_json() for d in self.duplicates],
+            "duplicate_rows_truncated": self.duplicates_total > len(self.duplicates),
         }
 
 
@@ -211,64 +218,121 @@ def parse_record(line: int, record: dict[str, Any], zone: ZoneInfo) -> ImportRow
     return ImportRow(line, request)
 
 
-def read_rows(stream: TextIO, name: str, fmt: str | None, zone: ZoneInfo
-              ) -> tuple[str, list[ImportRow]]:
+def iter_rows(stream: TextIO, name: str, fmt: str | None, zone: ZoneInfo
+              ) -> tuple[str, Iterator[ImportRow]]:
+    """The file's format and its rows, validated one by one as they are read."""
     try:
         first, lines = _peek(stream)
-        chosen = detect_format(name, fmt, first)
-        records = jsonl_records(lines) if chosen == "jsonl" else csv_records(lines)
-        return chosen, [parse_record(n, rec, zone) for n, rec in records]
     except UnicodeDecodeError:
         raise InputError(f"{name}: not UTF-8 text") from None
+    chosen = detect_format(name, fmt, first)
+
+    def rows() -> Iterator[ImportRow]:
+        try:
+            records = jsonl_records(lines) if chosen == "jsonl" else csv_records(lines)
+            for number, record in records:
+                yield parse_record(number, record, zone)
+        except UnicodeDecodeError:
+            raise InputError(f"{name}: not UTF-8 text") from None
+
+    return chosen, rows()
 
 
 # --- applying the rules ----------------------------------------------------------------
 
 def import_schedule(ctx: Context, path: str, *, fmt: str | None = None,
                     progress: Progress | None = None) -> ImportResult:
-    """Validate every row of the file, then schedule them all in one transaction, or none."""
+    """Validate, render and stage the file in chunks, then admit it all in one transaction,
+    or nothing. `progress(done, total)` counts bytes of a file, rows of stdin (total None)."""
     stream, name = open_source(path)
     try:
-        chosen, rows = read_rows(stream, name, fmt, ctx.settings.timezone)
+        chosen, rows = iter_rows(stream, name, fmt, ctx.settings.timezone)
+        read = _bytes_read(stream)
+        total = None if read is None else _size(stream)
+
+        def report(done_rows: int) -> None:
+            if progress is not None:
+                progress(done_rows if read is None else read(), total)
+
+        return import_rows(ctx, rows, source=name, fmt=chosen, progress=report)
     finally:
         if stream is not sys.stdin:
             stream.close()
-    return import_rows(ctx, rows, source=name, fmt=chosen, progress=progress)
 
 
-def import_rows(ctx: Context, rows: list[ImportRow], *, source: str = "<rows>",
-                fmt: str = "jsonl", progress: Progress | None = None) -> ImportResult:
-    """Render every row (template, message) first, without the lock; then, under the
-    exclusive scheduling lock, apply the duplicate, period and cap rules and insert."""
-    result = ImportResult(source=source, format=fmt, rows=len(rows))
+def _bytes_read(stream: TextIO) -> Callable[[], int] | None:
+    raw = getattr(getattr(stream, "buffer", None), "raw", None)
+    if stream is sys.stdin or raw is None or not hasattr(raw, "tell"):
+        return None
+    return lambda: int(raw.tell())
+
+
+def _size(stream: TextIO) -> int | None:
+    try:
+        return os.fstat(stream.fileno()).st_size
+    except (OSError, ValueError):
+        return None
+
+
+def import_rows(ctx: Context, rows: Iterable[ImportRow], *, source: str = "<rows>",
+                fmt: str = "jsonl", progress: Callable[[int], None] | None = None
+                ) -> ImportResult:
+    """Render and stage `rows` chunk by chunk, then admit them all (one transaction)."""
+    result = ImportResult(source=source, format=fmt)
     templates = ctx.templates
     now = ctx.now()
-    with ctx.db.transaction(readonly=True) as conn:
-        facts = _Facts(conn, rows)
-    drafts: list[dict[str, Any]] = []
-    for row in rows:
-        try:
-            drafts.append(facts.render(ctx, templates, row, now))
-        except InputError as exc:
-            raise InputError(f"line {row.line}: {exc}") from None
+    cap = ctx.settings.max_pending_per_user
     with ctx.db.transaction() as conn:
-        locks.lock_all_scheduling(conn)
-        rules = _Rules(ctx, conn, rows)
-        inserts = [draft for row, draft in zip(rows, drafts, strict=True)
-                   if rules.accept(row, draft, result)]
-        for start in range(0, len(inserts), INSERT_BATCH):
-            scanning.insert_followups_bulk(conn, inserts[start:start + INSERT_BATCH])
+        admission = Admission(conn, cap=cap, seal=ctx.seal)
+        for chunk in _chunks(rows, CHUNK):
+            facts = _Facts(conn, chunk)
+            staged = []
+            for row in chunk:
+                try:
+                    draft = facts.render(ctx, templates, row, now)
+                except InputError as exc:
+                    raise InputError(f"line {row.line}: {exc}") from None
+                staged.append({**draft, "seq": row.line})
+            admission.add(staged)
+            result.rows += len(chunk)
             if progress is not None:
-                progress(min(start + INSERT_BATCH, len(inserts)), len(inserts))
-    result.scheduled = len(inserts)
+                progress(result.rows)
+        summary = admission.admit(stop_at_cap=True)
+        if summary.count(AT_CAP):
+            first = admission.decided(AT_CAP, 1)[0]
+            raise RuleViolation(
+                f"line {first['seq']}: the user would have more than {cap} pending "
+                "follow-ups (FOLLOWUP_MAX_PENDING_PER_USER); nothing of the file was written")
+        result.scheduled_post_event = summary.count(ADMITTED, POST_EVENT)
+        result.scheduled_reengagement = summary.count(ADMITTED, REENGAGEMENT)
+        result.duplicates_total = summary.count(DUPLICATE)
+        result.duplicates = [
+            Duplicate(d["seq"], d["user_id"], d["trigger_type"], d["existing_id"])
+            for d in admission.decided(DUPLICATE, DUPLICATES_SHOWN)]
+    result.scheduled = result.scheduled_post_event + result.scheduled_reengagement
+    if result.scheduled >= ANALYZE_AFTER:
+        # Fresh statistics for the next claim's plan (autovacuum may be off).
+        ctx.db.analyze(sf.name)
     log.info("import of %s: %d rows, %d scheduled, %d duplicates", source, result.rows,
-             result.scheduled, len(result.duplicates))
+             result.scheduled, result.duplicates_total)
     return result
 
 
+def _chunks(rows: Iterable[ImportRow], size: int) -> Iterator[list[ImportRow]]:
+    chunk: list[ImportRow] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 class _Facts:
-    """What rendering needs, read once for the whole file: the conversation memory (emotion
-    scores, users' last activity and most recent conversation). No rule depends on it."""
+    """What rendering a chunk needs from the conversation memory, read in a few batched
+    queries: emotion scores, users' last activity and most recent conversation. No rule
+    depends on it (the admission path reads what the rules need itself)."""
 
     def __init__(self, conn: sa.Connection, rows: list[ImportRow]):
         re_rows = [r.request for r in rows if isinstance(r.request, ReengagementRequest)]
@@ -296,55 +360,6 @@ class _Facts:
             scores=self.scores.get(conversation_id, []), now=now).row
 
 
-class _Rules:
-    """The rules' database facts, read under the lock once for every user of the file,
-    then updated in memory as rows are accepted."""
-
-    def __init__(self, ctx: Context, conn: sa.Connection, rows: list[ImportRow]):
-        self.cap = ctx.settings.max_pending_per_user
-        users = sorted({r.request.user_id for r in rows})
-        post_users = sorted({r.request.user_id for r in rows
-                             if isinstance(r.request, PostEventRequest)})
-        re_users = sorted({r.request.user_id for r in rows
-                           if isinstance(r.request, ReengagementRequest)})
-        self.live = followups.count_live_many(conn, users)
-        self.posts: dict[str, list[tuple[str, datetime]]] = {}
-        for user_id, fid, event_at in followups.live_post_events(conn, post_users):
-            self.posts.setdefault(user_id, []).append((fid, event_at))
-        last_activity = scanning.last_activity_many(conn, re_users)
-        self.closed = scanning.reengaged_since_many(conn, re_users, last_activity)
-
-    def _take_slot(self, row: ImportRow) -> None:
-        user_id = row.request.user_id
-        live = self.live.get(user_id, 0)
-        if live >= self.cap:
-            raise RuleViolation(
-                f"line {row.line}: user {user_id!r} would have more than {self.cap} pending "
-                "follow-ups (FOLLOWUP_MAX_PENDING_PER_USER); nothing of the file was written")
-        self.live[user_id] = live + 1
-
-    def accept(self, row: ImportRow, draft: dict[str, Any], result: ImportResult) -> bool:
-        """Whether the row is scheduled; a duplicate is recorded, the cap refuses the file."""
-        req = row.request
-        if isinstance(req, PostEventRequest):
-            for fid, event_at in self.posts.get(req.user_id, []):
-                if abs(event_at - req.event_at) <= DUPLICATE_WINDOW:
-                    result.duplicates.append(Duplicate(row.line, req.user_id, POST_EVENT, fid))
-                    return False
-            self._take_slot(row)
-            self.posts.setdefault(req.user_id, []).append((draft["id"], req.event_at))
-            result.scheduled_post_event += 1
-            return True
-        existing = self.closed.get(req.user_id)
-        if existing is not None:
-            result.duplicates.append(Duplicate(row.line, req.user_id, REENGAGEMENT, existing))
-            return False
-        self._take_slot(row)
-        self.closed[req.user_id] = draft["id"]
-        result.scheduled_reengagement += 1
-        return True
-
-
 def rows_from_text(text: str, zone: ZoneInfo, fmt: str = "jsonl") -> list[ImportRow]:
     """Parse rows from a string (tests and the demo)."""
-    return read_rows(io.StringIO(text), f"<text>.{fmt}", fmt, zone)[1]
+    return list(iter_rows(io.StringIO(text), f"<text>.{fmt}", fmt, zone)[1])

@@ -8,13 +8,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from followup_cli.db.rules import LIVE
 from followup_cli.db.schema import CANCELLED, EXECUTED, FAILED, PENDING, POST_EVENT, PROCESSING
 from followup_cli.errors import ExitCode, InputError, RuleViolation
+from followup_cli.service.admission import ADMITTED, AT_CAP, DUPLICATE, Admission
 from followup_cli.service.context import Context
 from followup_cli.service.outcomes import IdOutcome, IdOutcomes
 from followup_cli.service.requests import require_id
 from followup_cli.settings import MAX_DAYS
-from followup_cli.store import followups, locks, maintenance
+from followup_cli.store import admission as admission_store
+from followup_cli.store import followups, maintenance
 from followup_cli.timeutil import iso
 
 log = logging.getLogger("followup.maintenance")
@@ -98,8 +101,8 @@ def cleanup(ctx: Context, *, older_than_days: float = DEFAULT_RETENTION_DAYS,
 
 @dataclass
 class RetryResult(IdOutcomes):
-    """Outcomes: retried | not_found | not_failed | live_reengagement | at_cap |
-    duplicate_pending."""
+    """Outcomes: retried | not_found | not_failed | live_reengagement | period_closed |
+    at_cap | duplicate_pending."""
 
     due_at: datetime | None = None
 
@@ -112,11 +115,13 @@ class RetryResult(IdOutcomes):
 
 
 def retry(ctx: Context, ids: list[str]) -> RetryResult:
-    """Put failed follow-ups back to pending, due now, under the scheduling rules: a retry
-    may not take its user past FOLLOWUP_MAX_PENDING_PER_USER (`at_cap`), duplicate a live
-    post-event within ±1 day (`duplicate_pending`) or a live re-engagement
-    (`live_reengagement`); each of those exits 3, like one that is not failed. An unknown
-    id exits 2; with several ids the highest code wins (like cancel)."""
+    """Put failed follow-ups back to pending, due now, through the one admission path, so a
+    retry is held to the scheduling rules: it may not take its user past
+    FOLLOWUP_MAX_PENDING_PER_USER (`at_cap`), duplicate a live post-event within the window
+    (`duplicate_pending`), or re-engage a user whose inactivity period is closed
+    (`live_reengagement` when a live one closes it, `period_closed` otherwise); each of those
+    exits 3, like one that is not failed. Ids are admitted in the order given. An unknown id
+    exits 2; with several ids the highest code wins (like cancel)."""
     if not ids:
         raise InputError("give at least one follow-up id")
     unique = list(dict.fromkeys(require_id("follow-up id", i) for i in ids))
@@ -124,30 +129,21 @@ def retry(ctx: Context, ids: list[str]) -> RetryResult:
     refused: dict[str, str] = {}
     with ctx.db.transaction() as conn:
         failed = maintenance.failed_rows(conn, unique)
-        users = sorted({r["user_id"] for r in failed})
-        locks.lock_users(conn, users)
-        refused.update(dict.fromkeys(maintenance.blocked_reengagements(conn, unique),
-                                     "live_reengagement"))
-        live = followups.count_live_many(conn, users)
-        events = followups.live_post_events(conn, users)
-        allowed = []
-        for row in failed:
-            fid, user = row["id"], row["user_id"]
-            if fid in refused:
-                continue
-            if live.get(user, 0) >= ctx.settings.max_pending_per_user:
-                refused[fid] = "at_cap"
-                continue
-            if row["trigger_type"] == POST_EVENT and row["event_at"] is not None and any(
-                    u == user and abs(at - row["event_at"]) <= followups.DUPLICATE_WINDOW
-                    for u, _, at in events):
-                refused[fid] = "duplicate_pending"
-                continue
-            allowed.append(fid)
-            live[user] = live.get(user, 0) + 1
-            if row["event_at"] is not None:
-                events.append((user, fid, row["event_at"]))
-        done = set(maintenance.retry_failed(conn, allowed, now))
+        order = {fid: n for n, fid in enumerate(unique)}
+        admission = Admission(conn, cap=ctx.settings.max_pending_per_user)
+        admission.add([{**row, "seq": order[row["id"]]} for row in failed])
+        admission.admit(requeue_at=now)
+        done = {r["id"] for r in admission.decided(ADMITTED)}
+        refused.update((r["id"], "at_cap") for r in admission.decided(AT_CAP))
+        duplicates = admission.decided(DUPLICATE)
+        live = followups.statuses(conn, [d["existing_id"] for d in duplicates])
+        for dup in duplicates:
+            if dup["trigger_type"] == POST_EVENT:
+                refused[dup["id"]] = "duplicate_pending"
+            elif live.get(dup["existing_id"]) in LIVE:
+                refused[dup["id"]] = "live_reengagement"
+            else:
+                refused[dup["id"]] = "period_closed"
         states = followups.statuses(conn, [i for i in unique if i not in done])
     outcomes = []
     for fid in unique:
@@ -181,10 +177,13 @@ class ForgetResult:
 
 
 def forget_user(ctx: Context, user_id: str, *, confirm: Confirm | None = None) -> ForgetResult:
-    """Delete every follow-up, message and conversation of a user in one transaction.
+    """Delete every follow-up, message and conversation of a user, and the user's guard
+    row, in one transaction.
 
-    Refused (exit 3) while one of the user's follow-ups is being delivered: deleting it
-    would not stop that delivery. Run it again after the pass (at most the lease)."""
+    A follow-up held by a pass that died (its lease has expired) is simply deleted with the
+    rest: nothing will deliver it. One held by a live pass refuses the command (exit 3):
+    deleting it would not stop that delivery; the message says when the hold ends. No
+    message names the user: error output ends up in logs."""
     user_id = require_id("user_id", user_id)
     with ctx.db.transaction(readonly=True) as conn:
         found = maintenance.count_user_data(conn, user_id)
@@ -193,14 +192,21 @@ def forget_user(ctx: Context, user_id: str, *, confirm: Confirm | None = None) -
     if confirm is not None and not confirm(found):
         return ForgetResult(user_id, dict.fromkeys(found, 0), aborted=True)
     with ctx.db.transaction() as conn:
-        locks.lock_users(conn, [user_id])  # no scheduling for this user meanwhile
-        in_flight = sorted(i for i, s in maintenance.lock_user_followups(conn, user_id).items()
-                           if s == PROCESSING)
-        if in_flight:
+        admission_store.lock_users(conn, [user_id])  # no scheduling for this user meanwhile
+        now = ctx.now()
+        # A claim whose lease has expired (or that has none) belongs to a dead pass:
+        # nothing will deliver it, so it goes with the rest.
+        held = [r for r in maintenance.lock_user_followups(conn, user_id)
+                if r["status"] == PROCESSING and r["locked_until"] is not None
+                and r["locked_until"] >= now]
+        if held:
+            until = max(r["locked_until"] for r in held)
             raise RuleViolation(
-                f"user {user_id!r} has {len(in_flight)} follow-up(s) being delivered right now "
-                f"({in_flight[0]}...): nothing deleted; run forget-user again after the pass")
+                f"{len(held)} of the user's follow-ups are being delivered right now (held "
+                f"until {until:%Y-%m-%d %H:%M:%S} UTC): nothing deleted; run forget-user "
+                "again after that")
         deleted = maintenance.delete_user_data(conn, user_id)
+        admission_store.forget_guard(conn, user_id)
     log.info("forget-user deleted %d follow-ups, %d messages, %d conversations",
              deleted["followups"], deleted["messages"], deleted["conversations"])
     return ForgetResult(user_id, deleted)

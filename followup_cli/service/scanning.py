@@ -1,8 +1,9 @@
 """scan-inactive: one re-engagement pass over every inactive user.
 
-One candidate query under the exclusive scheduling lock, templates chosen from one batched
-score query, then multi-row inserts that the unique live-re-engagement index guards. A
-second pass that overlaps waits for the lock and then finds every user already closed.
+One candidate query, read as a stream; then batches of SCAN_BATCH users, each rendered
+(templates chosen from one batched score query) and admitted in its own transaction by the
+one admission path, which locks only that batch's users and re-checks each of them: a user
+re-engaged by an overlapping pass, or back since the candidate query, is skipped.
 """
 
 from __future__ import annotations
@@ -11,30 +12,38 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from followup_cli.errors import FollowupError, InputError
+from followup_cli.service.admission import (
+    ACTIVE,
+    ADMITTED,
+    AT_CAP,
+    DUPLICATE,
+    OVER_LIMIT,
+    Admission,
+)
 from followup_cli.service.context import Context
 from followup_cli.service.scheduling import new_id, render_reengagement
-from followup_cli.store import conversations, followups, locks, runs, scanning
+from followup_cli.store import conversations, runs, scanning
 from followup_cli.templates import TemplateSet
 from followup_cli.timeutil import iso, whole_days
 
 log = logging.getLogger("followup.scan")
 
 RUN_KIND = "scan-inactive"
-INSERT_BATCH = 2000
-# Users per transaction: bounds how long the scheduling lock is held (a few seconds).
+# Users per transaction: bounds the memory and how long a batch's users' guards are held.
 SCAN_BATCH = 20_000
 SAMPLE_SIZE = 10
 
-# (done, total): called after each inserted batch, so a terminal can show a progress bar.
-Progress = Callable[[int, int], None]
+# (done, total): called after each batch, so a terminal can show a progress bar; the total
+# is known only at the end (the candidates are streamed).
+Progress = Callable[[int, int | None], None]
 
 
 @dataclass
@@ -136,77 +145,67 @@ def scan_inactive(ctx: Context, options: ScanOptions | None = None,
 
 def _scan_batches(ctx: Context, result: ScanResult, options: ScanOptions, now: datetime,
                   templates: TemplateSet, progress: Progress | None) -> None:
-    """One candidate query, then batches of SCAN_BATCH users, each one transaction under
-    the exclusive scheduling lock, so single `schedule` commands wait for one batch at
-    most. Under the lock each batch re-checks its users with index lookups (no per-user
-    query): a user re-engaged by an overlapping pass, or back in the meantime, is skipped."""
+    """Stream the candidates and admit them SCAN_BATCH at a time: memory and each
+    transaction are bounded by the batch, and single `schedule` commands for other users
+    never wait for the scan."""
     assert result.cutoff is not None
-    with ctx.db.transaction(readonly=True) as conn:
-        found = scanning.inactive_candidates(conn, result.cutoff, options.user_ids)
-    result.candidates = len(found)
-    for start in range(0, len(found), SCAN_BATCH):
-        if options.limit is not None and result.scheduled >= options.limit:
-            result.skipped_limit += len(found) - start
-            return
-        batch = found[start:start + SCAN_BATCH]
-        if options.dry_run:
-            with ctx.db.transaction(readonly=True) as conn:
-                _plan(ctx, conn, result, options, now, templates, batch)
-            continue
-        inserted = 0
-        with ctx.db.transaction() as conn:
-            locks.lock_all_scheduling(conn)
-            rows = _plan(ctx, conn, result, options, now, templates, batch)
-            for first in range(0, len(rows), INSERT_BATCH):
-                chunk = rows[first:first + INSERT_BATCH]
-                ids = scanning.insert_reengagements(conn, chunk)
-                result.skipped_conflict += len(chunk) - len(ids)
-                inserted += len(ids)
-                if progress is not None:
-                    progress(start + first + len(chunk), len(found))
-        result.scheduled += inserted  # committed
-        if progress is not None:
-            progress(start + len(batch), len(found))
+    with ctx.db.transaction(readonly=True) as reader:
+        found = scanning.inactive_candidates(reader, result.cutoff, options.user_ids)
+        seq = 0
+        for batch in _batches(found, SCAN_BATCH):
+            result.candidates += len(batch)
+            if options.limit is not None and result.scheduled >= options.limit:
+                result.skipped_limit += len(batch)
+                continue
+            with ctx.db.transaction(readonly=options.dry_run) as conn:
+                _admit_batch(ctx, conn, result, options, now, templates, batch, seq)
+            seq += len(batch)
+            if progress is not None:
+                progress(result.candidates, None)
+    if progress is not None:
+        progress(result.candidates, result.candidates)
 
 
-def _plan(ctx: Context, conn: sa.Connection, result: ScanResult, options: ScanOptions,
-          now: datetime, templates: TemplateSet, batch: list[scanning.Candidate]
-          ) -> list[dict[str, Any]]:
-    """Re-check one batch of candidates, add it to the counts and sample, and return the
-    rows to insert."""
+def _batches(found: Iterable[scanning.Candidate], size: int
+             ) -> Iterator[list[scanning.Candidate]]:
+    batch: list[scanning.Candidate] = []
+    for cand in found:
+        batch.append(cand)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _admit_batch(ctx: Context, conn: sa.Connection, result: ScanResult,
+                 options: ScanOptions, now: datetime, templates: TemplateSet,
+                 batch: list[scanning.Candidate], first_seq: int) -> None:
+    """Render one batch and admit it (a dry run decides without writing)."""
     assert result.cutoff is not None
-    users = [c.user_id for c in batch]
-    last = scanning.last_activity_many(conn, users)
-    still = [c for c in batch if c.user_id in last and last[c.user_id] <= result.cutoff]
-    closed = scanning.reengaged_since_many(conn, [c.user_id for c in still], last)
-    fresh = [replace(c, last_activity=last[c.user_id]) for c in still
-             if c.user_id not in closed]
-    result.skipped_conflict += len(batch) - len(fresh)
-    live = followups.count_live_many(conn, [c.user_id for c in fresh])
-    cap = ctx.settings.max_pending_per_user
-    chosen: list[scanning.Candidate] = []
-    room = None if options.limit is None else options.limit - result.scheduled
-    for cand in fresh:
-        if live.get(cand.user_id, 0) >= cap:
-            result.skipped_cap += 1
-        elif room is not None and len(chosen) >= room:
-            result.skipped_limit += 1
-        else:
-            chosen.append(cand)
-    scores = conversations.recent_scores_many(conn, [c.conversation_id for c in chosen])
+    scores = conversations.recent_scores_many(conn, [c.conversation_id for c in batch])
     rows: list[dict[str, Any]] = []
-    for cand in chosen:
+    items: list[ScanItem] = []
+    for offset, cand in enumerate(batch):
         days = whole_days(cand.last_activity, now)
         draft = render_reengagement(
             templates, user_id=cand.user_id, conversation_id=cand.conversation_id,
             days_inactive=days, at=now, template_id=None,
             scores=scores.get(cand.conversation_id, []), now=now)
-        rows.append(draft.row)
-        if len(result.sample) < SAMPLE_SIZE:
-            result.sample.append(ScanItem(
-                cand.user_id, cand.conversation_id, days, cand.last_activity,
-                draft.row["template_id"], draft.emotion_mean,
-                None if options.dry_run else draft.row["id"]))
-    if options.dry_run:
-        result.scheduled += len(rows)
-    return rows
+        rows.append({**draft.row, "seq": first_seq + offset,
+                     "inactive_before": result.cutoff})
+        items.append(ScanItem(cand.user_id, cand.conversation_id, days, cand.last_activity,
+                              draft.row["template_id"], draft.emotion_mean,
+                              None if options.dry_run else draft.row["id"]))
+    admission = Admission(conn, cap=ctx.settings.max_pending_per_user, seal=ctx.seal)
+    admission.add(rows)
+    room = None if options.limit is None else options.limit - result.scheduled
+    summary = admission.admit(limit=room, dry_run=options.dry_run)
+    result.scheduled += summary.count(ADMITTED)
+    result.skipped_cap += summary.count(AT_CAP)
+    result.skipped_limit += summary.count(OVER_LIMIT)
+    result.skipped_conflict += summary.count(DUPLICATE) + summary.count(ACTIVE)
+    wanted = SAMPLE_SIZE - len(result.sample)
+    if wanted > 0:
+        for row in admission.decided(ADMITTED, wanted):
+            result.sample.append(items[row["seq"] - first_seq])

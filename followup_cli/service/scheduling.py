@@ -1,4 +1,5 @@
-"""Scheduling and cancelling follow-ups: the duplicate, cap and template rules."""
+"""Scheduling and cancelling follow-ups: rendering (template, message) and single
+admissions; the rules themselves are applied by the one admission path."""
 
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ from followup_cli.db.schema import (
     REENGAGEMENT,
 )
 from followup_cli.errors import ExitCode, InputError, RuleViolation
+from followup_cli.service.admission import AT_CAP, DUPLICATE, Admission
 from followup_cli.service.context import Context
 from followup_cli.service.outcomes import IdOutcome, IdOutcomes
 from followup_cli.service.requests import PostEventRequest, ReengagementRequest, require_id
-from followup_cli.store import conversations, followups, locks
+from followup_cli.store import conversations, followups
 from followup_cli.templates import TemplateSet, choose_template, emotion_mean
 from followup_cli.timeutil import after_elapsed, human_date, iso, whole_days
 
@@ -143,14 +145,31 @@ def days_inactive(ctx: Context, given: int | None, last_activity: datetime | Non
     return whole_days(last_activity, now)
 
 
-def _check_cap(ctx: Context, conn: sa.Connection, user_id: str) -> None:
-    live = followups.count_live(conn, user_id)
-    cap = ctx.settings.max_pending_per_user
-    if live >= cap:
+def admit_one(ctx: Context, conn: sa.Connection, draft: Draft) -> ScheduleResult:
+    """Admit one rendered follow-up (an admission of one row): scheduled, a duplicate of
+    the follow-up it reports, or refused by the cap (RuleViolation, nothing written)."""
+    row = draft.row
+    admission = Admission(conn, cap=ctx.settings.max_pending_per_user, seal=ctx.seal)
+    admission.add([{**row, "seq": 0}])
+    summary = admission.admit()
+    trigger_type = row["trigger_type"]
+    if summary.count(AT_CAP):
+        cap = ctx.settings.max_pending_per_user
         raise RuleViolation(
-            f"user {user_id!r} already has {live} pending follow-ups, the cap is {cap} "
-            "(FOLLOWUP_MAX_PENDING_PER_USER)"
-        )
+            f"the user already has {cap} pending follow-ups and the cap is {cap} "
+            "(FOLLOWUP_MAX_PENDING_PER_USER): nothing scheduled")
+    if summary.count(DUPLICATE):
+        [dup] = admission.decided(DUPLICATE)
+        existing = followups.get(conn, dup["existing_id"]) or {}
+        log.info("duplicate %s follow-up: %s", trigger_type, dup["existing_id"])
+        return ScheduleResult("duplicate", dup["existing_id"], row["user_id"], trigger_type,
+                              existing.get("scheduled_at", row["scheduled_at"]),
+                              existing.get("template_id"),
+                              conversation_id=existing.get("conversation_id"))
+    log.info("scheduled %s follow-up: %s", trigger_type, row["id"])
+    return ScheduleResult("scheduled", row["id"], row["user_id"], trigger_type,
+                          row["scheduled_at"], row["template_id"], draft.emotion_mean,
+                          row["conversation_id"], list(draft.warnings))
 
 
 def schedule_post_event(ctx: Context, req: PostEventRequest) -> ScheduleResult:
@@ -158,23 +177,9 @@ def schedule_post_event(ctx: Context, req: PostEventRequest) -> ScheduleResult:
     templates = ctx.templates
     now = ctx.now()
     with ctx.db.transaction() as conn:
-        locks.lock_users(conn, [req.user_id])
-        existing = followups.pending_post_event_near(conn, req.user_id, req.event_at)
-        if existing is not None:
-            row = followups.get(conn, existing) or {}
-            log.info("duplicate post-event follow-up for %s: %s", req.user_id, existing)
-            return ScheduleResult("duplicate", existing, req.user_id, POST_EVENT,
-                                  row.get("scheduled_at", req.event_at), row.get("template_id"),
-                                  conversation_id=row.get("conversation_id"))
-        _check_cap(ctx, conn, req.user_id)
         draft = render_post_event(ctx, templates, req,
                                   conversations.recent_scores(conn, req.conversation_id), now)
-        followups.insert(conn, [draft.row])
-    row = draft.row
-    log.info("scheduled post-event follow-up: %s", row["id"])
-    return ScheduleResult("scheduled", row["id"], req.user_id, POST_EVENT, row["scheduled_at"],
-                          row["template_id"], draft.emotion_mean, req.conversation_id,
-                          list(draft.warnings))
+        return admit_one(ctx, conn, draft)
 
 
 def schedule_reengagement(ctx: Context, req: ReengagementRequest) -> ScheduleResult:
@@ -183,15 +188,7 @@ def schedule_reengagement(ctx: Context, req: ReengagementRequest) -> ScheduleRes
     templates = ctx.templates
     now = ctx.now()
     with ctx.db.transaction() as conn:
-        locks.lock_users(conn, [req.user_id])
         last_active = conversations.last_activity(conn, req.user_id)
-        existing = followups.reengaged_since(conn, req.user_id, last_active)
-        if existing is not None:
-            row = followups.get(conn, existing) or {}
-            return ScheduleResult("duplicate", existing, req.user_id, REENGAGEMENT,
-                                  row.get("scheduled_at", now), row.get("template_id"),
-                                  conversation_id=row.get("conversation_id"))
-        _check_cap(ctx, conn, req.user_id)
         conversation_id = req.conversation_id or conversations.latest_conversation(
             conn, req.user_id) or ""
         days = days_inactive(ctx, req.days_inactive, last_active, now)
@@ -200,11 +197,7 @@ def schedule_reengagement(ctx: Context, req: ReengagementRequest) -> ScheduleRes
                                     conversation_id=conversation_id, days_inactive=days,
                                     at=req.at or now, template_id=req.template_id,
                                     scores=scores, now=now)
-        followups.insert(conn, [draft.row])
-    row = draft.row
-    log.info("scheduled re-engagement: %s", row["id"])
-    return ScheduleResult("scheduled", row["id"], req.user_id, REENGAGEMENT, row["scheduled_at"],
-                          row["template_id"], draft.emotion_mean, conversation_id)
+        return admit_one(ctx, conn, draft)
 
 
 # --- cancelling ---------------------------------------------------------------------

@@ -8,14 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from followup_cli.db.schema import (
-    CANCELLED,
-    EXECUTED,
-    FAILED,
-    PENDING,
-    PROCESSING,
-    REENGAGEMENT,
-)
+from followup_cli.db.schema import CANCELLED, EXECUTED, FAILED
 from followup_cli.db.schema import ai_conversations as conv
 from followup_cli.db.schema import ai_messages as msg
 from followup_cli.db.schema import followup_runs as runs
@@ -78,25 +71,9 @@ def delete_runs_batch(conn: sa.Connection, cutoff: datetime, batch: int) -> int:
 
 # --- retry ------------------------------------------------------------------------------
 
-def retry_failed(conn: sa.Connection, ids: Sequence[str], now: datetime) -> list[str]:
-    """Put those of `ids` that are failed back to pending, due now, with a fresh retry
-    budget. scheduled_at is untouched (the delay metric still counts from it) and
-    error_message stays until the next attempt replaces or clears it."""
-    if not ids:
-        return []
-    rows = conn.execute(
-        sa.update(sf)
-        .where(sf.c.id.in_(sa.bindparam("ids", expanding=True)), sf.c.status == FAILED)
-        .values(status=PENDING, next_attempt_at=now, retry_count=0, locked_until=None,
-                locked_by=None)
-        .returning(sf.c.id),
-        {"ids": list(ids)},
-    )
-    return [r[0] for r in rows]
-
-
 def failed_rows(conn: sa.Connection, ids: Sequence[str]) -> list[dict[str, Any]]:
-    """id, user_id, trigger_type, event_at of those of `ids` that are failed."""
+    """What admission needs of those of `ids` that are failed: id, user_id, trigger_type,
+    event_at (the rules' columns)."""
     if not ids:
         return []
     rows = conn.execute(
@@ -104,24 +81,6 @@ def failed_rows(conn: sa.Connection, ids: Sequence[str]) -> list[dict[str, Any]]
         .where(sf.c.id.in_(sa.bindparam("ids", expanding=True)), sf.c.status == FAILED),
         {"ids": list(ids)})
     return [dict(r) for r in rows.mappings()]
-
-
-def blocked_reengagements(conn: sa.Connection, ids: Sequence[str]) -> list[str]:
-    """Failed re-engagements among `ids` whose user already has a live one: retrying them
-    would break "at most one pending re-engagement per user"."""
-    if not ids:
-        return []
-    live = sf.alias("live")
-    rows = conn.execute(
-        sa.select(sf.c.id).where(
-            sf.c.id.in_(sa.bindparam("ids", expanding=True)),
-            sf.c.status == FAILED,
-            sf.c.trigger_type == REENGAGEMENT,
-            sa.exists().where(live.c.user_id == sf.c.user_id,
-                              live.c.trigger_type == REENGAGEMENT,
-                              live.c.status.in_((PENDING, PROCESSING))),
-        ), {"ids": list(ids)})
-    return [r[0] for r in rows]
 
 
 # --- right to be forgotten ----------------------------------------------------------------
@@ -148,13 +107,13 @@ def count_user_data(conn: sa.Connection, user_id: str) -> dict[str, int]:
     }
 
 
-def lock_user_followups(conn: sa.Connection, user_id: str) -> dict[str, str]:
+def lock_user_followups(conn: sa.Connection, user_id: str) -> list[dict[str, Any]]:
     """Lock the user's follow-ups (PostgreSQL; a pass claiming with SKIP LOCKED passes them
-    by) and return their statuses by id."""
-    query = sa.select(sf.c.id, sf.c.status).where(sf.c.user_id == user_id)
+    by) and return id, status and locked_until of each."""
+    query = sa.select(sf.c.id, sf.c.status, sf.c.locked_until).where(sf.c.user_id == user_id)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
-    return {r[0]: r[1] for r in conn.execute(query)}
+    return [dict(r) for r in conn.execute(query).mappings()]
 
 
 def delete_user_data(conn: sa.Connection, user_id: str) -> dict[str, int]:

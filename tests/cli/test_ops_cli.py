@@ -209,7 +209,8 @@ def test_forget_user(db_url: str, live: Context) -> None:
     assert json.loads(done.stdout)["deleted"] == {"followups": 1, "messages": 1,
                                                   "conversations": 1}
     assert [r["user_id"] for r in rows(live)] == ["bob"]
-    add_followup(live, user_id="bob", status="processing")
+    add_followup(live, user_id="bob", status="processing", locked_by="a-live-pass",
+                 locked_until=live.now() + timedelta(minutes=5))
     busy = run(db_url, "forget-user", "bob", "--yes")
     assert busy.exit_code == 3
     one_error_line(busy, "being delivered")

@@ -13,7 +13,7 @@ from followup_cli.db.schema import scheduled_followups as sf
 from followup_cli.errors import InputError
 from followup_cli.service.context import Context
 from followup_cli.service.maintenance import cleanup
-from followup_cli.store import followups, runs
+from followup_cli.store import runs
 from tests.helpers import add_followup
 
 
@@ -34,7 +34,7 @@ def bulk(ctx: Context, n: int, prefix: str, **fields: Any) -> None:
             "created_at": now, "retry_count": 0}
     rows = [{**base, **fields, "id": f"{prefix}{i}"} for i in range(n)]
     with ctx.db.transaction() as conn:
-        followups.insert(conn, rows)
+        conn.execute(sa.insert(sf), rows)
 
 
 def add_run(ctx: Context, run_id: str, finished: datetime | None) -> None:

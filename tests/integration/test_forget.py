@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 import sqlalchemy as sa
 
@@ -82,11 +84,38 @@ def test_declined_confirmation_deletes_nothing(ctx: Context) -> None:
 
 def test_refused_while_a_follow_up_is_in_flight(ctx: Context) -> None:
     seed(ctx)
-    add_followup(ctx, user_id="alice", status="processing")
+    add_followup(ctx, user_id="alice", status="processing", locked_by="live-pass",
+                 locked_until=ctx.now() + timedelta(minutes=5))
     before = snapshot(ctx)
-    with pytest.raises(RuleViolation, match="being delivered"):
+    with pytest.raises(RuleViolation, match="being delivered") as refused:
         forget_user(ctx, "alice")
+    assert "alice" not in str(refused.value)  # error output ends up in logs
     assert snapshot(ctx) == before  # one transaction: all or nothing
+
+
+def test_a_dead_pass_claim_does_not_block_forgetting(ctx: Context) -> None:
+    """Issue 8 problem 6: a claim left by a pass that died (its lease expired) used to make
+    forget-user exit 3 for ever when no pass ran (SCHEDULER_ENABLED=false). Nothing will
+    deliver it: it is forgotten with the rest."""
+    seed(ctx)
+    add_followup(ctx, user_id="alice", status="processing", locked_by="dead-pass",
+                 locked_until=ctx.now() - timedelta(seconds=1))
+    add_followup(ctx, user_id="alice", status="processing")  # no lease at all: nothing holds it
+    result = forget_user(ctx, "alice")
+    assert result.counts["followups"] == 5
+    assert not any(user == "alice" for ids in snapshot(ctx).values() for _, user in ids)
+
+
+def test_the_guard_row_is_forgotten_too(ctx: Context) -> None:
+    from followup_cli.db.schema import followup_user_guards as guards
+    from followup_cli.service.requests import post_event_request
+    from followup_cli.service.scheduling import schedule_post_event
+
+    schedule_post_event(ctx, post_event_request(
+        ctx.settings.timezone, user_id="alice", conversation_id="c", event_date="2026-11-14"))
+    forget_user(ctx, "alice")
+    with ctx.db.transaction(readonly=True) as conn:
+        assert conn.execute(sa.select(guards.c.user_id)).scalars().all() == []
 
 
 def test_empty_user_id_is_invalid(ctx: Context) -> None:

@@ -193,25 +193,32 @@ def test_many_users_in_one_pass(ctx: Context) -> None:
                          "reengagement_high_emotion"}
 
 
-def test_insert_skips_users_with_a_live_reengagement(ctx: Context) -> None:
-    # The unique partial index is the last guard: a live row written by anyone wins.
+def test_admission_skips_a_live_reengagement_written_by_an_unguarded_writer(
+        ctx: Context) -> None:
+    # The unique partial index is the last guard: a live row written by a program that
+    # takes no guard (the original application) between the rule check and the insert
+    # wins, and the staged row is decided a duplicate instead of failing the batch.
     from followup_cli.service.scheduling import render_reengagement
-    from followup_cli.store import scanning
+    from followup_cli.store import admission as store
 
-    def draft(user: str) -> dict[str, Any]:
-        return render_reengagement(ctx.templates, user_id=user, conversation_id="c",
-                                   days_inactive=31, at=ctx.now(), template_id=None,
-                                   scores=[], now=ctx.now()).row
+    def draft(user: str, seq: int) -> dict[str, Any]:
+        return {**render_reengagement(ctx.templates, user_id=user, conversation_id="c",
+                                      days_inactive=31, at=ctx.now(), template_id=None,
+                                      scores=[], now=ctx.now()).row, "seq": seq}
 
-    first = draft("u1")
     with ctx.db.transaction() as conn:
-        assert scanning.insert_reengagements(conn, [first]) == [first["id"]]
-    second, other = draft("u1"), draft("u2")
-    with ctx.db.transaction() as conn:
-        assert scanning.insert_reengagements(conn, [second, other]) == [other["id"]]
-        # twice in one transaction: the PostgreSQL staging table is reused
-        assert scanning.insert_reengagements(conn, [draft("u3")]) != []
-    assert sorted(r["user_id"] for r in reengagements(ctx)) == ["u1", "u2", "u3"]
+        store.open_stage(conn)
+        store.add(conn, [draft("u1", 1), draft("u2", 2)])
+        store.note_activity(conn)
+        store.mark_duplicates(conn, requeue=False)
+        assert store.pick(conn, wave=1, cap=10) == 2
+        sneaky = draft("u1", 0)
+        del sneaky["seq"]
+        conn.execute(sa.insert(sf), [sneaky])
+        assert store.insert_admitted(conn, wave=1) == 1
+        assert [(r["user_id"], r["existing_id"]) for r in store.decided(conn, "duplicate")
+                ] == [("u1", None)]
+    assert sorted(r["user_id"] for r in reengagements(ctx)) == ["u1", "u2"]
 
 
 def test_a_reengagement_template_it_cannot_fill_is_refused_at_start(
@@ -235,7 +242,7 @@ def test_a_pass_that_fails_writes_nothing_and_is_recorded(
     def broken(*args: object, **kwargs: object) -> object:
         raise InputError("template reengagement_neutral_emotion needs booking_id")
 
-    monkeypatch.setattr(scanning_service, "_plan", broken)
+    monkeypatch.setattr(scanning_service, "_admit_batch", broken)
     with pytest.raises(InputError, match="booking_id"):
         scan_inactive(ctx)
     assert rows(ctx) == []

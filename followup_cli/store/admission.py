@@ -1,0 +1,303 @@
+"""SQL of the one admission path: a staging table, the users' guard rows, and the waves
+that apply the rules (db/rules.py) set-based.
+
+Every creator stages its rendered follow-ups in `followup_stage` (a temporary table:
+private to the session, emptied at commit), locks its users' guard rows, then runs waves:
+1. every undecided staged row that conflicts with the table (duplicate window, inactivity
+   period) is decided `duplicate`, with the id it duplicates;
+2. the first undecided row of each user (in staging order) is decided `at_cap` or
+   `admitted`; admitted rows are written to scheduled_followups.
+Rows of one user are thus admitted in staging order, each checked against the table as it
+stands after the rows before it: exactly the rules applied one row at a time, in a number
+of statements that does not grow with the number of rows (one wave per row of the busiest
+user, and a user can only be admitted up to the cap).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from followup_cli.db import rules
+from followup_cli.db.schema import UTCDateTime
+from followup_cli.db.schema import ai_messages as msg
+from followup_cli.db.schema import followup_user_guards as guards
+from followup_cli.db.schema import scheduled_followups as sf
+
+# Outcomes of a staged row.
+ADMITTED, DUPLICATE, AT_CAP, ACTIVE, OVER_LIMIT = (
+    "admitted", "duplicate", "at_cap", "active", "over_limit")
+
+STAGE_NAME = "followup_stage"
+FOLLOWUP_COLUMNS = tuple(c.name for c in sf.columns)
+
+stage = sa.Table(
+    STAGE_NAME,
+    sa.MetaData(),
+    sa.Column("seq", sa.BigInteger(), primary_key=True, autoincrement=False),
+    *(sa.Column(c.name, c.type) for c in sf.columns),
+    # scan-inactive: the row stands only while the user's last activity is still at or
+    # before this instant (they may have written since the candidate query)
+    sa.Column("inactive_before", UTCDateTime()),
+    sa.Column("last_activity", UTCDateTime()),
+    sa.Column("outcome", sa.String(20)),
+    sa.Column("existing_id", sa.String(255)),
+    sa.Column("wave", sa.Integer()),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DELETE ROWS",
+)
+_open_rows = sa.Index("followup_stage_open", stage.c.user_id, stage.c.seq,
+                      postgresql_where=stage.c.outcome.is_(None),
+                      sqlite_where=stage.c.outcome.is_(None))
+
+
+def open_stage(conn: sa.Connection) -> None:
+    """Create the session's staging table if this connection has none, and empty it."""
+    conn.execute(sa.schema.CreateTable(stage, if_not_exists=True))
+    conn.execute(sa.schema.CreateIndex(_open_rows, if_not_exists=True))
+    if conn.dialect.name != "postgresql":  # PostgreSQL empties it at every commit
+        conn.execute(sa.delete(stage))
+
+
+def add(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Stage rows: dicts of scheduled_followups columns plus `seq` (unique, the order of
+    admission) and optionally `inactive_before`. PostgreSQL: COPY; SQLite: executemany."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        copy_rows(conn, STAGE_NAME, list(rows[0]), rows)
+    else:
+        conn.execute(sa.insert(stage), list(rows))
+
+
+def analyze(conn: sa.Connection) -> None:
+    """Statistics for a large stage, so the waves' joins are planned for its real size."""
+    conn.exec_driver_sql(f"ANALYZE {STAGE_NAME}")
+
+
+# --- guards ------------------------------------------------------------------------------
+
+def _lock_guards(conn: sa.Connection, users: sa.Select[Any] | list[str]) -> int:
+    """Insert missing guard rows, then lock the users' rows in user_id order (one order
+    for every writer, bulk or single: no deadlocks). Returns how many rows were locked."""
+    source = (users if isinstance(users, sa.Select)
+              else sa.select(sa.literal_column("u")).select_from(
+                  sa.values(sa.column("u", sa.String), name="given").data(
+                      [(u,) for u in users])))
+    ordered = source.distinct().order_by(sa.text("1"))
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    conn.execute(pg_insert(guards).from_select(["user_id"], ordered)
+                 .on_conflict_do_nothing())
+    wanted = source.scalar_subquery() if isinstance(users, sa.Select) else users
+    locked = (sa.select(guards.c.user_id).where(guards.c.user_id.in_(wanted))
+              .order_by(guards.c.user_id).with_for_update().subquery())
+    return int(conn.execute(sa.select(sa.func.count()).select_from(locked)).scalar_one())
+
+
+def lock_staged_users(conn: sa.Connection) -> None:
+    """Hold the guard rows of every user in the stage until the transaction ends.
+
+    Row locks live in the tuples, not in PostgreSQL's shared lock table, so a million users
+    fit. A guard deleted meanwhile (forget-user) is inserted again and locked. SQLite needs
+    none of this: its write transactions are serialized (BEGIN IMMEDIATE)."""
+    if conn.dialect.name != "postgresql":
+        return
+    users = sa.select(stage.c.user_id)
+    wanted = int(conn.execute(
+        sa.select(sa.func.count(sa.distinct(stage.c.user_id)))).scalar_one())
+    for _ in range(5):
+        if _lock_guards(conn, users) >= wanted:
+            return
+    raise RuntimeError("could not lock the users' guard rows (they keep disappearing)")
+
+
+def lock_users(conn: sa.Connection, user_ids: Sequence[str]) -> None:
+    """The guards of a few named users (forget-user), in the same order as admission."""
+    if conn.dialect.name != "postgresql" or not user_ids:
+        return
+    unique = sorted(set(user_ids))
+    for _ in range(5):
+        if _lock_guards(conn, unique) >= len(unique):
+            return
+    raise RuntimeError("could not lock the users' guard rows (they keep disappearing)")
+
+
+def forget_guard(conn: sa.Connection, user_id: str) -> None:
+    conn.execute(sa.delete(guards).where(guards.c.user_id == user_id))
+
+
+# --- waves -------------------------------------------------------------------------------
+
+def note_activity(conn: sa.Connection) -> int:
+    """Record each staged re-engagement user's last activity (the period rule reads it),
+    and decide `active` the scan rows whose user has written since the candidate query (or
+    has no activity left at all). Returns how many became `active`."""
+    conn.execute(sa.update(stage).where(stage.c.trigger_type == rules.REENGAGEMENT)
+                 .values(last_activity=rules.last_activity(msg, stage.c.user_id)))
+    result = conn.execute(
+        sa.update(stage)
+        .where(stage.c.outcome.is_(None), stage.c.inactive_before.is_not(None),
+               sa.or_(stage.c.last_activity.is_(None),
+                      stage.c.last_activity > stage.c.inactive_before))
+        .values(outcome=ACTIVE))
+    return int(result.rowcount or 0)
+
+
+def _conflict(requeue: bool) -> sa.ColumnElement[Any]:
+    """The follow-up that an undecided staged row duplicates, if any (post-event: the
+    oldest live one in the window; re-engagement: the newest one closing the period)."""
+    f = sf.alias("f")
+    hidden: list[sa.ColumnElement[bool]] = []
+    if requeue:
+        # Rows this admission has yet to decide are invisible to the rules: two failed
+        # re-engagements retried together must not block each other.
+        pending = stage.alias("undecided")
+        hidden.append(~sa.exists().where(pending.c.id == f.c.id,
+                                         pending.c.outcome.is_(None)))
+    post = (sa.select(f.c.id)
+            .where(rules.duplicates_post_event(f, stage.c.user_id, stage.c.event_at), *hidden)
+            .order_by(f.c.created_at, f.c.id).limit(1).scalar_subquery())
+    period = (sa.select(f.c.id)
+              .where(rules.closes_period(f, stage.c.user_id, stage.c.last_activity), *hidden)
+              .order_by(f.c.created_at.desc(), f.c.id).limit(1).scalar_subquery())
+    return sa.case((stage.c.trigger_type == rules.POST_EVENT, post), else_=period)
+
+
+def mark_duplicates(conn: sa.Connection, *, requeue: bool) -> int:
+    """Wave step 1: every undecided row that conflicts with the table is a duplicate."""
+    conflict = _conflict(requeue)
+    conn.execute(sa.update(stage).where(stage.c.outcome.is_(None))
+                 .values(existing_id=conflict))
+    result = conn.execute(sa.update(stage).where(stage.c.outcome.is_(None),
+                                                 stage.c.existing_id.is_not(None))
+                          .values(outcome=DUPLICATE))
+    return int(result.rowcount or 0)
+
+
+def pick(conn: sa.Connection, *, wave: int, cap: int) -> int:
+    """Wave step 2: the first undecided row of each user is admitted, or at_cap when the
+    user already has `cap` live follow-ups. Returns how many rows were decided."""
+    first = (sa.select(sa.func.min(stage.c.seq)).where(stage.c.outcome.is_(None))
+             .group_by(stage.c.user_id))
+    f = sf.alias("f")
+    live = (sa.select(sa.func.count()).select_from(f)
+            .where(f.c.user_id == stage.c.user_id, rules.is_live(f)).scalar_subquery())
+    result = conn.execute(
+        sa.update(stage).where(stage.c.seq.in_(first))
+        .values(wave=wave, outcome=sa.case((rules.at_cap(live, cap), AT_CAP),
+                                           else_=ADMITTED)))
+    return int(result.rowcount or 0)
+
+
+def limit_wave(conn: sa.Connection, *, wave: int, room: int) -> int:
+    """Keep the first `room` rows admitted in this wave (staging order), the rest
+    `over_limit`. Returns how many were admitted."""
+    keep = (sa.select(stage.c.seq)
+            .where(stage.c.wave == wave, stage.c.outcome == ADMITTED)
+            .order_by(stage.c.seq).limit(max(room, 0)))
+    conn.execute(sa.update(stage)
+                 .where(stage.c.wave == wave, stage.c.outcome == ADMITTED,
+                        stage.c.seq.not_in(keep.scalar_subquery()))
+                 .values(outcome=OVER_LIMIT))
+    return count(conn, ADMITTED, wave=wave)
+
+
+def insert_admitted(conn: sa.Connection, *, wave: int) -> int:
+    """Write this wave's admitted rows to scheduled_followups. A row that still collides
+    (a writer that takes no guard, e.g. the original application, inserted a live
+    re-engagement meanwhile) is skipped and decided `duplicate`. Returns rows written."""
+    columns = list(FOLLOWUP_COLUMNS)
+    chosen = (sa.select(*(stage.c[c] for c in columns))
+              .where(stage.c.wave == wave, stage.c.outcome == ADMITTED))
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+    written = int(conn.execute(dialect_insert(sf).from_select(columns, chosen)
+                               .on_conflict_do_nothing()).rowcount or 0)
+    if written < count(conn, ADMITTED, wave=wave):
+        conn.execute(sa.update(stage)
+                     .where(stage.c.wave == wave, stage.c.outcome == ADMITTED,
+                            ~sa.exists().where(sf.c.id == stage.c.id))
+                     .values(outcome=DUPLICATE))
+    return written
+
+
+def requeue_admitted(conn: sa.Connection, *, wave: int, now: datetime) -> int:
+    """Put this wave's admitted (failed) follow-ups back to pending, due `now`, with a fresh
+    retry budget; scheduled_at is untouched, error_message stays until the next attempt."""
+    chosen = sa.select(stage.c.id).where(stage.c.wave == wave, stage.c.outcome == ADMITTED)
+    result = conn.execute(
+        sa.update(sf).where(sf.c.id.in_(chosen), sf.c.status == rules.FAILED)
+        .values(status=rules.PENDING, next_attempt_at=now, retry_count=0,
+                locked_until=None, locked_by=None))
+    return int(result.rowcount or 0)
+
+
+# --- reading the outcome ---------------------------------------------------------------
+
+def count(conn: sa.Connection, outcome: str | None, *, wave: int | None = None) -> int:
+    cond = [stage.c.outcome.is_(None) if outcome is None else stage.c.outcome == outcome]
+    if wave is not None:
+        cond.append(stage.c.wave == wave)
+    return int(conn.execute(sa.select(sa.func.count()).select_from(stage).where(*cond))
+               .scalar_one())
+
+
+def tally(conn: sa.Connection) -> dict[tuple[str, str], int]:
+    """(outcome, trigger_type) → rows."""
+    rows = conn.execute(sa.select(stage.c.outcome, stage.c.trigger_type, sa.func.count())
+                        .group_by(stage.c.outcome, stage.c.trigger_type))
+    return {(str(o), str(t)): int(n) for o, t, n in rows}
+
+
+def decided(conn: sa.Connection, outcome: str, limit: int | None = None
+            ) -> list[dict[str, Any]]:
+    """seq, id, user_id, trigger_type, existing_id of rows with `outcome`, in staging order."""
+    query = (sa.select(stage.c.seq, stage.c.id, stage.c.user_id, stage.c.trigger_type,
+                       stage.c.existing_id)
+             .where(stage.c.outcome == outcome).order_by(stage.c.seq))
+    if limit is not None:
+        query = query.limit(limit)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+# --- COPY (PostgreSQL) -----------------------------------------------------------------
+
+def _copy_field(value: Any) -> str:
+    """One CSV field for COPY: unquoted empty is NULL, anything else is quoted text."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        text = value.isoformat()
+    elif isinstance(value, dict | list):
+        text = json.dumps(value, ensure_ascii=False)
+    else:
+        text = str(value)
+    return '"' + text.replace('"', '""') + '"'
+
+
+def copy_rows(conn: sa.Connection, table: str, columns: Iterable[str],
+              rows: Sequence[dict[str, Any]]) -> None:
+    """COPY rows into a table inside the connection's transaction (PostgreSQL)."""
+    names = list(columns)
+    buffer = io.StringIO()
+    for row in rows:
+        buffer.write(",".join(_copy_field(row.get(c)) for c in names))
+        buffer.write("\n")
+    buffer.seek(0)
+    statement = f"COPY {table} ({', '.join(names)}) FROM STDIN WITH (FORMAT csv)"
+    # The DBAPI connection is the one of this transaction: COPY commits or rolls back with it.
+    cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.copy_expert(statement, buffer)
+    except Exception as error:  # a raw driver error: hand it to the usual translation
+        raise sa.exc.DBAPIError(statement, None, error) from error
+    finally:
+        cursor.close()
