@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -184,7 +185,7 @@ def test_many_users_in_one_pass(ctx: Context) -> None:
             {"id": f"m{i}", "conversation_id": f"c{i}", "user_id": f"u{i}", "role": "user",
              "content": "x", "emotion_score": (i % 10) / 10, "created_at": when}
             for i in range(3000)])
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[int, int | None]] = []
     result = scan_inactive(ctx, progress=lambda done, total: seen.append((done, total)))
     assert result.scheduled == 3000
     assert seen[-1] == (3000, 3000)
@@ -272,7 +273,7 @@ def test_batches_cover_everyone_once_with_ties_limit_and_cap(
     limited = scan_inactive(ctx, ScanOptions(limit=10))
     assert (limited.candidates, limited.scheduled) == (30, 10)
     assert limited.skipped_cap + limited.skipped_limit == 20
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[int, int | None]] = []
     rest = scan_inactive(ctx, progress=lambda d, t: seen.append((d, t)))
     assert (rest.candidates, rest.scheduled, rest.skipped_cap) == (20, 18, 2)
     assert seen[-1] == (20, 20)
@@ -295,7 +296,7 @@ def test_batch_recheck_skips_users_taken_or_back_since_the_candidate_query(
     calls: list[int] = []
 
     def stale(conn: sa.Connection, cutoff: datetime, user_ids: Any = None
-              ) -> list[scanning_store.Candidate]:
+              ) -> Iterator[scanning_store.Candidate]:
         found = real(conn, cutoff, user_ids)
         if not calls:
             calls.append(1)
