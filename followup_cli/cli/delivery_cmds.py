@@ -17,12 +17,6 @@ def _show(out: Output, result: PassResult) -> None:
     if out.json_mode:
         out.json(result.to_json())
         return
-    from followup_cli.service.senders import encode
-
-    # The log sender's channel: one JSON line per delivery on stdout, even under cron.
-    for delivery in result.deliveries:
-        out.stream.write(encode(delivery).decode("utf-8") + "\n")
-    out.stream.flush()
     if result.disabled:
         out.line("scheduler disabled (SCHEDULER_ENABLED=false): nothing delivered",
                  style="yellow")
@@ -61,8 +55,8 @@ def _show_dry_run(out: Output, result: PassResult) -> None:
 def run_due(
     batch_size: Annotated[str | None, typer.Option(
         "--batch-size", metavar="N",
-        help="Follow-ups claimed per database round trip, 1-10000 [default: 100; fewer "
-             "when the lease would not cover them].")] = None,
+        help="The most follow-ups one claim takes, 1-10000 [default: 1000; slow senders "
+             "claim about a second of work at a time].")] = None,
     limit: Annotated[str | None, typer.Option(
         "--limit", metavar="N", help="Deliver at most N follow-ups in this pass.")] = None,
     concurrency: Annotated[str | None, typer.Option(
@@ -71,8 +65,8 @@ def run_due(
              "batched.")] = None,
     time_budget: Annotated[str | None, typer.Option(
         "--time-budget", metavar="SECONDS",
-        help="Stop claiming after this long and finish what is held, so a pass ends "
-             "before the next cron tick [default: 50].")] = None,
+        help="No claim and no new send after this long; unsent claims go back to pending, "
+             "so a pass ends within it plus one send's deadline [default: 50].")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Show what is due and change nothing.")] = False,
     sender: Annotated[str | None, typer.Option(
@@ -89,8 +83,10 @@ def run_due(
     again once its lease expires. Outside FOLLOWUP_SEND_WINDOW nothing is sent (the due
     ones are reported as deferred). Without a terminal the pass prints nothing unless a
     delivery failed or will be retried; the log sender prints each delivery as a JSON line.
-    Exit 0 also when deliveries failed (they are recorded); 4 when the database cannot be
-    used.
+    SIGTERM or SIGINT (Ctrl-C) stops it gracefully: no more claims or sends, the sends in
+    flight finish within their deadline, every outcome is written back and the unsent
+    claims go back to pending at once; exit 143 or 130. Exit 0 also when deliveries failed
+    (they are recorded); 4 when the database cannot be used.
 
     Example:
 
@@ -101,11 +97,19 @@ def run_due(
         followup run-due --concurrency 8 --json
     """
     out = output(json)
+    from followup_cli.cli.signals import stop_on_signals
     from followup_cli.service.delivery import pass_options, run_due_for
 
     options = pass_options(batch_size=batch_size, limit=limit, concurrency=concurrency,
                            time_budget=time_budget, dry_run=dry_run)
-    _show(out, run_due_for(settings(FOLLOWUP_SENDER=sender), options))
+    # The log sender's channel is stdout: one JSON line per delivery as it is made (with
+    # --json, the deliveries go into the one document instead).
+    with stop_on_signals() as stop:
+        result = run_due_for(settings(FOLLOWUP_SENDER=sender), options, stop=stop,
+                             log_stream=None if json else out.stream)
+    _show(out, result)
+    if result.signal is not None:
+        raise typer.Exit(128 + result.signal)
 
 
 def register(root: typer.Typer) -> None:

@@ -1,34 +1,53 @@
-"""One delivery pass (`followup run-due`): recover dead passes' claims, claim due follow-ups
-in batches under a lease, send them, write the outcomes back in batches.
+"""One delivery pass (`followup run-due`): give back dead passes' claims, then claim due
+follow-ups under a lease, send them, and write each outcome back within about a second.
 
-Safe in any number at once: PostgreSQL's FOR UPDATE SKIP LOCKED (or SQLite's immediate
-transactions) gives each follow-up to one pass; the lease gives it back if that pass dies;
-every write-back is fenced by `locked_by = this pass`.
+What holds (DESIGN "Guarantees under faults", README "Guarantees"):
+- While this pass lives, no other pass takes what it holds: every send has a total deadline
+  (senders.py) well inside the lease, the pass renews the lease of everything it holds
+  (its heartbeat) and never starts a send that its lease would not cover. Leases and due
+  times are read on the database's clock, so host clocks may disagree.
+- Outcomes are written back in small batched transactions at least every FLUSH_SECONDS,
+  so a crash re-delivers at most the last second's sends (at-least-once), and every write
+  is fenced by `locked_by = this pass`.
+- A stop (SIGTERM/SIGINT, the time budget, --limit) stops claiming and starting sends, lets
+  the sends in flight finish within their deadline, writes every outcome back and hands the
+  unsent claims back to pending at once.
+- Claims and lease recovery skip rows locked by another session.
+
+Any number of passes may run at once on any number of hosts.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 import uuid
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
-from followup_cli.errors import DeliveryError, InputError
+from followup_cli.errors import DatabaseError, DeliveryError, InputError, SettingsError
 from followup_cli.service.backoff import after_failure
-from followup_cli.service.senders import Sender, build_sender, close_sender, send_timeout
+from followup_cli.service.senders import (
+    Sender,
+    build_sender,
+    close_sender,
+    is_batch,
+)
 from followup_cli.settings import Settings, parse_number
 from followup_cli.timeutil import iso, utcnow
 
 if TYPE_CHECKING:
-    # Not at run time: importing Context imports SQLAlchemy, which the idle fast path of
-    # run_due_for() exists to avoid.
-    from concurrent.futures import ThreadPoolExecutor
+    # Not at run time: importing Context or the store imports SQLAlchemy, which the idle
+    # fast path of run_due_for() exists to avoid.
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    import sqlalchemy as sa
 
     from followup_cli.service.context import Context
+    from followup_cli.store.delivery import Claimed
 
 log = logging.getLogger("followup.delivery")
 
@@ -36,14 +55,20 @@ RUN_KIND = "run-due"
 MAX_CONCURRENCY = 64
 MAX_BATCH = 10_000  # one claim's ids fit in SQLite's bound-parameter limit
 PROBLEMS_SHOWN = 50  # failed/retried follow-ups listed in a result; counts are always exact
+FLUSH_SECONDS = 0.5  # outcomes are written back at least this often (DESIGN: within ~1 s)
+CLAIM_SECONDS = 1.0  # a claim takes about this much work, by the measured send rate
+DB_RETRY_SECONDS = 15.0  # how long write-back is retried while the database is away
+RECOVER_ROUNDS = 100  # lease recovery per pass: at most this many batches of 1,000
+
+Progress = Callable[[int, int | None], None]
 
 
 @dataclass
 class PassOptions:
-    batch_size: int = 100
+    batch_size: int = 1000  # the most one claim takes; fewer for slow senders (by rate)
     limit: int | None = None  # max follow-ups this pass
     concurrency: int = 1  # parallel sends (thread pool); claim and write-back stay batched
-    time_budget: float = 50.0  # seconds; stop claiming after it, finish what is held
+    time_budget: float = 50.0  # seconds; no claim and no new send after it
     dry_run: bool = False
 
 
@@ -56,17 +81,18 @@ class PassResult:
     failed: int = 0
     deferred: int = 0
     recovered: int = 0  # expired leases of dead passes given back (counted as an attempt)
-    released: int = 0  # claimed but not sent in time: handed back to pending untouched
+    released: int = 0  # claimed but not sent: handed back to pending untouched
     seconds: float = 0.0
     disabled: bool = False
     dry_run: bool = False
     window_open: bool = True
-    # why the pass stopped: drained, limit, time_budget, lease, window_closed, disabled,
+    # why the pass stopped: drained, limit, time_budget, signal, window_closed, disabled,
     # dry_run
     stopped: str = "drained"
+    signal: int | None = None  # the signal that stopped it (exit 128 + signal)
     due: int | None = None  # --dry-run: how many are due now
     preview: list[dict[str, Any]] = field(default_factory=list)  # --dry-run: the first ones
-    deliveries: list[dict[str, Any]] = field(default_factory=list)  # log sender payloads
+    deliveries: list[dict[str, Any]] = field(default_factory=list)  # log sender, --json
     problems: list[dict[str, Any]] = field(default_factory=list)  # retried or failed ones
 
     @property
@@ -80,7 +106,7 @@ class PassResult:
         doc: dict[str, Any] = {
             "run_id": self.run_id, **self.counts, "disabled": self.disabled,
             "dry_run": self.dry_run, "window_open": self.window_open, "stopped": self.stopped,
-            "problems": self.problems, "deliveries": self.deliveries,
+            "signal": self.signal, "problems": self.problems, "deliveries": self.deliveries,
         }
         if self.dry_run:
             doc["due"] = self.due
@@ -88,21 +114,45 @@ class PassResult:
         return doc
 
 
-def payload(row: dict[str, Any]) -> dict[str, Any]:
+class StopRequest:
+    """Set from a signal handler (or a test): the pass stops claiming and starting sends,
+    lets the sends in flight finish within their deadline, writes every outcome back and
+    hands the unsent claims back. A second request stops waiting for sends in flight
+    (their claims are then recovered after the lease)."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self.count = 0
+
+    def __call__(self, signum: int, _frame: Any = None) -> None:
+        self.count += 1
+        if self.signal is None:
+            self.signal = signum
+
+    @property
+    def requested(self) -> bool:
+        return self.count > 0
+
+    @property
+    def hurried(self) -> bool:
+        return self.count > 1
+
+
+def payload(row: Claimed, message: str | None, trigger_data: Any) -> dict[str, Any]:
     """What every channel receives. The id doubles as idempotency key: after a crash a
     follow-up may arrive twice, and the receiver can tell."""
     return {
-        "id": row["id"],
-        "idempotency_key": row["id"],
-        "user_id": row["user_id"],
-        "conversation_id": row["conversation_id"],
-        "trigger_type": row["trigger_type"],
-        "template_id": row["template_id"],
-        "message": row["message_content"],
-        "scheduled_at": iso(row["scheduled_at"]),
-        "trigger_data": row["trigger_data"],
-        "attempt": int(row["retry_count"]) + 1,
-        "created_at": iso(row["created_at"]),
+        "id": row.id,
+        "idempotency_key": row.id,
+        "user_id": row.user_id,
+        "conversation_id": row.conversation_id,
+        "trigger_type": row.trigger_type,
+        "template_id": row.template_id,
+        "message": message,
+        "scheduled_at": iso(row.scheduled_at),
+        "trigger_data": trigger_data,
+        "attempt": int(row.retry_count) + 1,
+        "created_at": iso(row.created_at),
     }
 
 
@@ -145,13 +195,24 @@ def _validate(options: PassOptions) -> None:
         raise InputError("--time-budget: must be more than 0 seconds")
 
 
-def run_due_for(settings: Settings, options: PassOptions | None = None) -> PassResult:
+def _require_sender(settings: Settings) -> None:
+    if not settings.sender:
+        raise SettingsError(
+            "FOLLOWUP_SENDER: not set; with a DATABASE_URL the sender must be chosen "
+            "(webhook:URL, command:CMD, file:PATH, or log to print deliveries on stdout)")
+
+
+def run_due_for(settings: Settings, options: PassOptions | None = None, *,
+                progress: Progress | None = None, stop: StopRequest | None = None,
+                log_stream: TextIO | None = None) -> PassResult:
     """What cron runs every minute: when nothing is due and no lease has expired, the pass
     is decided and recorded on the raw driver without importing SQLAlchemy (most passes are
-    idle, and that import is most of their cost); otherwise the full pass runs."""
+    idle, and that import is most of their cost); otherwise the full pass runs.
+    `log_stream` is where the log sender prints deliveries (None: into the result)."""
     options = options or PassOptions()
     _validate(options)
     if settings.enabled and not options.dry_run:
+        _require_sender(settings)
         idle = _idle_pass(settings)
         if idle is not None:
             return idle
@@ -159,7 +220,15 @@ def run_due_for(settings: Settings, options: PassOptions | None = None) -> PassR
 
     ctx = Context(settings)
     try:
-        return run_due(ctx, options)
+        sender = None
+        if settings.enabled and not options.dry_run:
+            sender = build_sender(settings, log_stream=log_stream,
+                                  concurrency=options.concurrency)
+        try:
+            return run_due(ctx, options, sender=sender, progress=progress, stop=stop)
+        finally:
+            if sender is not None:
+                close_sender(sender)
     finally:
         ctx.close()
 
@@ -177,10 +246,8 @@ def _idle_pass(settings: Settings) -> PassResult | None:
     is_open = window_open(settings, now)
     result = PassResult(run_id=uuid.uuid4().hex, window_open=is_open,
                         stopped="drained" if is_open else "window_closed")
-    result.seconds = time.monotonic() - started
     recorded = record_if_idle(
         settings.database_url, revision=SCHEMA_REVISION, run_id=str(result.run_id),
-        host=socket.gethostname(), pid=os.getpid(), started_at=now, finished_at=utcnow(),
         counts=result.counts, statement_timeout_ms=STATEMENT_TIMEOUT_MS,
         connect_timeout_s=CONNECT_TIMEOUT_S)
     if not recorded:
@@ -191,10 +258,12 @@ def _idle_pass(settings: Settings) -> PassResult | None:
 
 
 def run_due(ctx: Context, options: PassOptions | None = None, *,
-            sender: Sender | None = None) -> PassResult:
+            sender: Sender | None = None, progress: Progress | None = None,
+            stop: StopRequest | None = None) -> PassResult:
     """One delivery pass. Never raises for a failed delivery (it is recorded on its
-    follow-up); raises DatabaseError when the database fails (what was not written back
-    stays leased and is delivered again after the lease)."""
+    follow-up); raises DatabaseError when the database fails for longer than
+    DB_RETRY_SECONDS (what was not written back stays leased and is delivered again after
+    the lease)."""
     options = options or PassOptions()
     _validate(options)
     started = time.monotonic()
@@ -206,25 +275,28 @@ def run_due(ctx: Context, options: PassOptions | None = None, *,
     if options.dry_run:
         return _dry_run(ctx, options, now, is_open, started)
     own = sender is None
-    chosen = build_sender(ctx.settings) if sender is None else sender
+    if sender is None:
+        _require_sender(ctx.settings)
+        sender = build_sender(ctx.settings, concurrency=options.concurrency)
     try:
-        return _Pass(ctx, options, chosen, now, is_open, started).run()
+        return _Pass(ctx, options, sender, now, is_open, started, progress,
+                     stop or StopRequest()).run()
     finally:
         if own:
-            close_sender(chosen)
+            close_sender(sender)
 
 
 def _dry_run(ctx: Context, options: PassOptions, now: datetime, is_open: bool,
              started: float) -> PassResult:
     from followup_cli.store import delivery as store
 
-    shown = min(options.limit or options.batch_size, options.batch_size)
+    shown = min(options.limit or options.batch_size, options.batch_size, 100)
     with ctx.db.transaction(readonly=True) as conn:
         due = store.count_due(conn, due_before=now)
         rows = store.list_due(conn, due_before=now, limit=shown)
-    preview = [{"id": r["id"], "user_id": r["user_id"], "trigger_type": r["trigger_type"],
-                "template_id": r["template_id"], "scheduled_at": iso(r["scheduled_at"]),
-                "next_attempt_at": iso(r["next_attempt_at"]), "retry_count": r["retry_count"]}
+    preview = [{"id": r.id, "user_id": r.user_id, "trigger_type": r.trigger_type,
+                "template_id": r.template_id, "scheduled_at": iso(r.scheduled_at),
+                "next_attempt_at": iso(r.next_attempt_at), "retry_count": r.retry_count}
                for r in rows]
     return PassResult(dry_run=True, due=due, preview=preview, window_open=is_open,
                       deferred=0 if is_open else due, stopped="dry_run",
@@ -233,9 +305,8 @@ def _dry_run(ctx: Context, options: PassOptions, now: datetime, is_open: bool,
 
 @dataclass
 class _Outcome:
-    row: dict[str, Any]
-    sent: bool  # False: released untouched (its lease was too close to run out)
-    at: datetime | None = None
+    row: Claimed
+    at: datetime
     error: DeliveryError | None = None
 
 
@@ -243,35 +314,48 @@ class _Pass:
     """The state of one pass; `run()` is the whole of it."""
 
     def __init__(self, ctx: Context, options: PassOptions, sender: Sender, now: datetime,
-                 is_open: bool, started: float) -> None:
+                 is_open: bool, started: float, progress: Progress | None,
+                 stop: StopRequest) -> None:
         self.ctx = ctx
         self.options = options
         self.sender = sender
+        self.batched = is_batch(sender)
+        self.progress = progress
+        self.stop = stop
         # Claim only what was due when the pass began: a follow-up this pass retries (its
         # next attempt moved past this instant) is never attempted twice by it.
         self.due_before = now
         self.started = started
         self.result = PassResult(run_id=uuid.uuid4().hex, window_open=is_open)
-        lease = float(ctx.settings.lease_seconds)
-        self.lease = lease
-        self.timeout = send_timeout(sender)
-        self.margin = max(1.0, lease * 0.1)
-        # How many one claim may take so that all of them can be sent inside the lease.
-        fit = int((lease - self.margin) // self.timeout) * options.concurrency
-        self.batch_cap = max(1, min(options.batch_size, fit))
-        self.claimed_at = started
+        self.run_id = str(self.result.run_id)
+        self.lease = float(ctx.settings.lease_seconds)
+        self.deadline = float(sender.deadline)
+        # No send starts unless its deadline ends this long before the lease does.
+        self.margin = min(5.0, self.lease * 0.1)
+        self.queue: deque[Claimed] = deque()  # claimed, not yet sent
+        self.in_flight: dict[Future[_Outcome], Claimed] = {}
+        self.outcomes: list[_Outcome] = []  # sent, not yet written back
+        self.valid_until = 0.0  # monotonic instant the oldest held claim's lease ends
+        self.renewed_at = 0.0
+        self.beat_at = started
+        self.flushed_at = started
+        self.drained = False
+        self.total: int | None = None
+        self.sent = 0
+        self.sending_since: float | None = None
+        self.db_gave_up = False
 
     # --- the pass ---------------------------------------------------------------------
 
     def run(self) -> PassResult:
+        """A DatabaseError (after DB_RETRY_SECONDS of retries) leaves the run unfinished
+        (health must not count it) and what it holds leased: delivered again after it."""
+        from followup_cli.service import runs as run_records
         from followup_cli.store import delivery as store
-        from followup_cli.store import runs
 
         ctx, result = self.ctx, self.result
-        run_id = str(result.run_id)
         with ctx.db.transaction() as conn:
-            runs.start(conn, run_id=run_id, kind=RUN_KIND, host=socket.gethostname(),
-                       pid=os.getpid(), started_at=self.due_before)
+            run_records.begin(conn, run_id=self.run_id, kind=RUN_KIND, now=self.due_before)
             if not result.window_open:
                 # Outside the send window nothing is touched: not even expired leases.
                 result.deferred = store.count_due(conn, due_before=self.due_before)
@@ -280,151 +364,343 @@ class _Pass:
                 log.info("outside the send window %s: %d due deferred",
                          ctx.settings.send_window, result.deferred)
                 return result
-            requeued, lost = store.recover_expired(
-                conn, now=self.due_before, max_retries=ctx.settings.max_retries)
-            result.recovered, result.failed = requeued + lost, lost
+        self._recover()
+        if self.progress is not None:
+            with ctx.db.transaction(readonly=True) as conn:
+                self.total = store.count_due(conn, due_before=self.due_before)
+        self._loop()
+        with ctx.db.transaction() as conn:
+            self._finish(conn)
+        log.info("run-due %s: %s", self.run_id, result.counts)
+        return result
+
+    def _recover(self) -> None:
+        from followup_cli.store import delivery as store
+
+        for _ in range(RECOVER_ROUNDS):
+            with self.ctx.db.transaction() as conn:
+                # At the pass's own start: what it gives back is due for this very pass.
+                requeued, lost = store.recover_expired(
+                    conn, now=self.due_before, max_retries=self.ctx.settings.max_retries)
+            self.result.recovered += requeued + lost
+            self.result.failed += lost
             if requeued or lost:
                 log.warning("recovered %d expired leases (%d failed for good)",
                             requeued + lost, lost)
-            batch = self._claim(conn)
-            if not batch:
-                self._finish(conn)  # an idle pass: one transaction in all
-                return result
-        # A database error from here on leaves the run unfinished (health must not count
-        # it) and the held follow-ups leased: the next pass after the lease delivers them.
-        self._deliver_all(batch)
-        with ctx.db.transaction() as conn:
-            self._finish(conn)
-        log.info("run-due %s: %s", run_id, result.counts)
-        return result
+            if requeued + lost < store.RECOVER_BATCH:
+                return
 
-    def _deliver_all(self, batch: list[dict[str, Any]]) -> None:
-        from concurrent.futures import ThreadPoolExecutor
+    def _loop(self) -> None:
+        concurrency = self.options.concurrency
+        pool: ThreadPoolExecutor | None = None
+        if concurrency > 1:
+            from concurrent.futures import ThreadPoolExecutor
 
-        pool = (ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="send")
-                if self.options.concurrency > 1 else None)
+            pool = ThreadPoolExecutor(concurrency, thread_name_prefix="send")
         try:
-            while batch:
-                outcomes = self._send_batch(batch, self.claimed_at, pool)
-                with self.ctx.db.transaction() as conn:
-                    self._write_back(conn, outcomes)
-                    # The next claim shares the write-back's transaction: one round trip less.
-                    batch = self._claim(conn)
+            while True:
+                if self._may_claim() and len(self.queue) < concurrency:
+                    self._sync(claim=True)
+                if not self._may_start():
+                    break
+                if pool is None:
+                    if self.queue:
+                        self._send_inline()
+                else:
+                    while self.queue and len(self.in_flight) < concurrency:
+                        row = self.queue.popleft()
+                        self.in_flight[pool.submit(self._send_one, row)] = row
+                    self._collect(wait=self._next_sync_in())
+                if not self.queue and not self.in_flight and \
+                        (self.drained or not self._may_claim()):
+                    break
+                if self._sync_due():
+                    self._sync(claim=False)
         finally:
-            if pool is not None:
-                pool.shutdown(wait=True)
+            self._wind_down(pool)
 
-    def _claim(self, conn: Any) -> list[dict[str, Any]]:
-        from followup_cli.store import delivery as store
+    def _wind_down(self, pool: ThreadPoolExecutor | None) -> None:
+        """Let the sends in flight finish (each within its deadline) unless hurried, write
+        every outcome back and hand the unsent claims back."""
+        if pool is not None:
+            while self.in_flight and not self.stop.hurried:
+                self._collect(wait=FLUSH_SECONDS)
+                if self.outcomes and self._sync_due() and not self.db_gave_up:
+                    self._sync(claim=False)
+            self._collect(wait=0)
+            pool.shutdown(wait=False, cancel_futures=True)
+        if self.stop.requested:
+            self.result.stopped = "signal"
+            self.result.signal = self.stop.signal
+        if self.outcomes or self.queue:
+            self._sync(claim=False, release=True)
 
-        result, options = self.result, self.options
-        if result.released:
-            # Sends are too slow for the lease: claiming more would only release them too.
-            result.stopped = "lease"
-            return []
-        if time.monotonic() - self.started >= options.time_budget:
-            result.stopped = "time_budget"
-            return []
-        size = self.batch_cap
+    # --- deciding ---------------------------------------------------------------------
+
+    def _over_budget(self) -> bool:
+        if time.monotonic() - self.started < self.options.time_budget:
+            return False
+        self.result.stopped = "time_budget"
+        return True
+
+    def _may_claim(self) -> bool:
+        options = self.options
+        if self.stop.requested or self.drained or self._over_budget():
+            return False
+        if options.limit is not None and self.result.claimed >= options.limit:
+            self.result.stopped = "limit"
+            return False
+        return True
+
+    def _may_start(self) -> bool:
+        """Whether a send may start now: not stopping, inside the time budget, and its
+        deadline ends well before the lease of what this pass holds."""
+        if self.stop.requested or self._over_budget():
+            return False
+        if self.queue and time.monotonic() + self.deadline + self.margin > self.valid_until:
+            # Only when renewals could not keep up: hand the rest back.
+            log.warning("the lease would not cover another send: stopping")
+            self.result.stopped = "lease"
+            return False
+        return True
+
+    def _claim_size(self) -> int:
+        """About CLAIM_SECONDS of work at the measured send rate (local senders: a whole
+        batch), at least one per worker, at most --batch-size and what --limit leaves."""
+        options = self.options
+        if self.batched:
+            size = options.batch_size
+        elif self.sent and self.sending_since is not None:
+            rate = self.sent / max(time.monotonic() - self.sending_since, 1e-3)
+            size = int(rate * CLAIM_SECONDS)
+        else:
+            size = options.concurrency
+        size = max(options.concurrency, min(options.batch_size, size))
         if options.limit is not None:
-            size = min(size, options.limit - result.claimed)
-            if size <= 0:
-                result.stopped = "limit"
-                return []
-        # Taken before the claim, so the send cutoff errs early, never late.
-        self.claimed_at = time.monotonic()
-        now = self.ctx.now()
-        rows = store.claim_due(conn, due_before=self.due_before, limit=size,
-                               run_id=str(result.run_id),
-                               locked_until=now + timedelta(seconds=self.lease))
-        result.claimed += len(rows)
-        return rows
+            size = min(size, options.limit - self.result.claimed)
+        return max(1, size)
 
-    def _send_batch(self, batch: list[dict[str, Any]], claimed_at: float,
-                    pool: ThreadPoolExecutor | None) -> list[_Outcome]:
-        # No send starts after this: it could then outlive the lease and race the pass
-        # that recovers it. Whatever is left goes back to pending untouched.
-        cutoff = claimed_at + self.lease - self.margin - self.timeout
+    def _next_sync_in(self) -> float:
+        return max(0.0, FLUSH_SECONDS - (time.monotonic() - self.flushed_at))
 
-        def attempt(row: dict[str, Any]) -> _Outcome:
-            if time.monotonic() > cutoff:
-                return _Outcome(row, sent=False)
-            return self._send_one(row)
+    def _sync_due(self) -> bool:
+        now = time.monotonic()
+        if self.outcomes and now - self.flushed_at >= FLUSH_SECONDS:
+            return True
+        return self._renewal_due(now)
 
-        if pool is None:
-            return [attempt(row) for row in batch]
-        return list(pool.map(attempt, batch))
+    def _renewal_due(self, now: float) -> bool:
+        held = bool(self.queue or self.in_flight)
+        return held and now - self.renewed_at >= self.lease / 4
 
-    def _send_one(self, row: dict[str, Any]) -> _Outcome:
+    # --- sending ------------------------------------------------------------------------
+
+    def _reveal(self, row: Claimed) -> dict[str, Any]:
+        """The payload, with any stored secret opened; a row that cannot be opened is a
+        permanent failure of that row, never garbage sent to a user."""
+        return payload(row, row.message_content, row.trigger_data)
+
+    def _send_inline(self) -> None:
+        """Concurrency 1: a batch sender gets everything queued in one call (one write per
+        batch); any other sender one follow-up."""
+        if self.sending_since is None:
+            self.sending_since = time.monotonic()
+        if not self.batched:
+            self.outcomes.append(self._send_one(self.queue.popleft()))
+            self.sent += 1
+            return
+        rows = list(self.queue)
+        self.queue.clear()
+        payloads: list[dict[str, Any]] = []
+        sendable: list[Claimed] = []
+        for row in rows:
+            try:
+                payloads.append(self._reveal(row))
+                sendable.append(row)
+            except DeliveryError as error:
+                self.outcomes.append(_Outcome(row, self.ctx.now(), error))
+        errors: list[DeliveryError | None] = []
+        if payloads:
+            try:
+                errors = self.sender.send_many(payloads)  # type: ignore[attr-defined]
+            except Exception as error:  # a sender bug must not abort the pass
+                log.error("sender raised %s for a batch of %d", type(error).__name__,
+                          len(payloads))
+                errors = [DeliveryError(f"sender error: {type(error).__name__}",
+                                        transient=True)] * len(payloads)
+        at = self.ctx.now()  # one timestamp for the batch: it was one write
+        self.outcomes.extend(_Outcome(row, at, error)
+                             for row, error in zip(sendable, errors, strict=True))
+        self.sent += len(rows)
+
+    def _send_one(self, row: Claimed) -> _Outcome:
+        began = time.monotonic()
         try:
-            self.sender.send(payload(row))
+            body = self._reveal(row)
+            self.sender.send(body, began + self.deadline)
         except DeliveryError as error:
-            return _Outcome(row, sent=True, at=self.ctx.now(), error=error)
+            return _Outcome(row, self.ctx.now(), error)
         except Exception as error:  # a sender bug must not abort the pass
             # The type only: an exception's text might quote the message.
-            log.error("sender raised %s for follow-up %s", type(error).__name__, row["id"])
-            return _Outcome(row, sent=True, at=self.ctx.now(), error=DeliveryError(
-                f"sender error: {type(error).__name__}: {error}", transient=True))
-        return _Outcome(row, sent=True, at=self.ctx.now())
+            log.error("sender raised %s for follow-up %s", type(error).__name__, row.id)
+            return _Outcome(row, self.ctx.now(), DeliveryError(
+                f"sender error: {type(error).__name__}", transient=True))
+        return _Outcome(row, self.ctx.now())
 
-    def _write_back(self, conn: Any, outcomes: list[_Outcome]) -> None:
+    def _collect(self, wait: float) -> None:
+        if not self.in_flight:
+            return
+        from concurrent.futures import FIRST_COMPLETED
+        from concurrent.futures import wait as wait_for
+
+        if self.sending_since is None:
+            self.sending_since = time.monotonic()
+        done, _ = wait_for(list(self.in_flight), timeout=wait, return_when=FIRST_COMPLETED)
+        for future in done:
+            self.in_flight.pop(future)
+            self.outcomes.append(future.result())
+            self.sent += 1
+
+    # --- the database -------------------------------------------------------------------
+
+    def _sync(self, *, claim: bool, release: bool = False) -> None:
+        """One transaction: write outcomes back, renew the lease of what is held, touch
+        the run record, hand claims back or claim more. While the database is away (a
+        restart, a failover) it is retried with backoff for up to DB_RETRY_SECONDS:
+        outcomes already sent are worth the wait; then the DatabaseError goes up."""
+        delay, waited = 0.25, 0.0
+        while True:
+            try:
+                self._sync_once(claim=claim, release=release)
+                return
+            except DatabaseError as error:
+                if self.db_gave_up or waited >= DB_RETRY_SECONDS:
+                    self.db_gave_up = True
+                    raise
+                log.warning("database unavailable (%s): retrying in %.2g s", error, delay)
+                time.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 4.0)
+
+    def _sync_once(self, *, claim: bool, release: bool) -> None:
+        ctx = self.ctx
+        now_mono = time.monotonic()
+        with ctx.db.transaction() as conn:
+            written, executed, attempts_failed = self._write_back(conn)
+            if release:
+                self._release(conn)
+            elif self._renewal_due(now_mono):
+                self._renew(conn, now_mono)
+            if now_mono - self.beat_at >= 30.0:
+                from followup_cli.store import runs
+
+                runs.heartbeat(conn, self.run_id, ctx.now())
+                self.beat_at = now_mono
+            if claim:
+                self._claim(conn)
+        # Committed: only now do the outcomes count as written.
+        self.outcomes = self.outcomes[written:]
+        self._count(executed, attempts_failed)
+        self.flushed_at = now_mono
+        if self.progress is not None:
+            r = self.result
+            self.progress(r.executed + r.retried + r.failed, self.total)
+
+    def _renew(self, conn: sa.Connection, now_mono: float) -> None:
         from followup_cli.store import delivery as store
 
-        result, run_id = self.result, str(self.result.run_id)
+        store.renew(conn, self.run_id, self.ctx.now() + timedelta(seconds=self.lease))
+        self.renewed_at = now_mono
+        self.valid_until = now_mono + self.lease
+
+    def _claim(self, conn: sa.Connection) -> None:
+        from followup_cli.store import delivery as store
+
+        size = self._claim_size()
+        # Taken before the claim, so the lease's end errs early, never late.
+        now_mono = time.monotonic()
+        rows = store.claim_due(conn, due_before=self.due_before, limit=size,
+                               run_id=self.run_id,
+                               locked_until=self.ctx.now() + timedelta(seconds=self.lease))
+        if not (self.queue or self.in_flight):
+            self.valid_until = now_mono + self.lease
+            self.renewed_at = now_mono
+        self.queue.extend(rows)
+        self.result.claimed += len(rows)
+        if len(rows) < size:
+            self.drained = True
+
+    def _release(self, conn: sa.Connection) -> None:
+        from followup_cli.store import delivery as store
+
+        unsent = [row.id for row in self.queue]
+        if unsent:
+            self.result.released += store.release(conn, unsent, self.run_id)
+            log.info("handed %d claimed follow-ups back to pending", len(unsent))
+            self.queue.clear()
+
+    def _write_back(self, conn: sa.Connection
+                    ) -> tuple[int, list[tuple[str, datetime]], list[dict[str, Any]]]:
+        """Write the pending outcomes; returns how many, and what was written, which the
+        caller counts once the transaction has committed."""
+        from followup_cli.store import delivery as store
+
+        outcomes = list(self.outcomes)
+        if not outcomes:
+            return 0, [], []
+        run_id = self.run_id
         max_retries = self.ctx.settings.max_retries
         executed: list[tuple[str, datetime]] = []
         attempts_failed: list[dict[str, Any]] = []
-        released: list[str] = []
         for outcome in outcomes:
             row = outcome.row
-            if not outcome.sent:
-                released.append(row["id"])
-                continue
-            assert outcome.at is not None
             if outcome.error is None:
-                executed.append((row["id"], outcome.at))
+                executed.append((row.id, outcome.at))
                 continue
             error = outcome.error
             state = after_failure(
-                retry_count=int(row["retry_count"]), max_retries=max_retries,
+                retry_count=int(row.retry_count), max_retries=max_retries,
                 transient=error.transient, retry_after=error.retry_after, now=outcome.at,
-                next_attempt_at=row["next_attempt_at"])
+                next_attempt_at=row.next_attempt_at)
             attempts_failed.append({
-                "b_id": row["id"], "b_run": run_id, "b_status": state.status,
+                "b_id": row.id, "b_run": run_id, "b_status": state.status,
                 "b_retry_count": state.retry_count, "b_error": str(error),
                 "b_next": state.next_attempt_at, "b_at": outcome.at})
-            if state.status == "failed":
+        store.mark_executed(conn, run_id, executed)
+        store.mark_attempt_failed(conn, attempts_failed)
+        return len(outcomes), executed, attempts_failed
+
+    def _count(self, executed: list[tuple[str, datetime]],
+               attempts_failed: list[dict[str, Any]]) -> None:
+        result = self.result
+        result.executed += len(executed)
+        for item in attempts_failed:
+            if item["b_status"] == "failed":
                 result.failed += 1
                 log.warning("follow-up %s failed for good after %d attempts",
-                            row["id"], state.retry_count)
+                            item["b_id"], item["b_retry_count"])
             else:
                 result.retried += 1
                 log.info("follow-up %s: attempt %d failed, next at %s",
-                         row["id"], state.retry_count, iso(state.next_attempt_at))
+                         item["b_id"], item["b_retry_count"], iso(item["b_next"]))
             if len(result.problems) < PROBLEMS_SHOWN:
                 result.problems.append({
-                    "id": row["id"], "status": state.status,
-                    "retry_count": state.retry_count, "error": str(error),
-                    "next_attempt_at": iso(state.next_attempt_at)
-                    if state.status == "pending" else None})
-        store.mark_executed(conn, run_id, executed)
-        store.mark_attempt_failed(conn, attempts_failed)
-        result.released += store.release(conn, released, run_id)
-        result.executed += len(executed)
-        if released:
-            log.warning("released %d claimed follow-ups unsent: the lease would not cover "
-                        "them (lower --batch-size or raise --concurrency)", len(released))
-        if getattr(self.sender, "prints_deliveries", False):
-            sent = {o.row["id"] for o in outcomes if o.sent and o.error is None}
-            collected: list[dict[str, Any]] = getattr(self.sender, "payloads", [])
-            result.deliveries.extend(p for p in collected if p["id"] in sent)
-            collected.clear()
+                    "id": item["b_id"], "status": item["b_status"],
+                    "retry_count": item["b_retry_count"], "error": item["b_error"],
+                    "next_attempt_at": iso(item["b_next"])
+                    if item["b_status"] == "pending" else None})
+        collected = getattr(self.sender, "payloads", None)
+        if isinstance(collected, list) and getattr(self.sender, "stream", True) is None:
+            done = {fid for fid, _ in executed}
+            result.deliveries.extend(p for p in collected if p["id"] in done)
+            collected[:] = [p for p in collected if p["id"] not in done]
 
     # --- the run record -----------------------------------------------------------------
 
-    def _finish(self, conn: Any) -> None:
+    def _finish(self, conn: sa.Connection) -> None:
         from followup_cli.store import runs
 
         self.result.seconds = time.monotonic() - self.started
-        runs.finish(conn, run_id=str(self.result.run_id), finished_at=self.ctx.now(),
-                    status="ok", counts=self.result.counts)
+        runs.finish(conn, run_id=self.run_id, finished_at=self.ctx.now(),
+                    status="stopped" if self.stop.requested else "ok",
+                    counts=self.result.counts)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from followup_cli.errors import FollowupError, InputError
+from followup_cli.service import runs as run_records
 from followup_cli.service.admission import (
     ACTIVE,
     ADMITTED,
@@ -124,8 +123,8 @@ def scan_inactive(ctx: Context, options: ScanOptions | None = None,
     run_id = new_id()
     result.run_id = run_id
     with ctx.db.transaction() as conn:
-        runs.start(conn, run_id=run_id, kind=RUN_KIND, host=socket.gethostname(),
-                   pid=os.getpid(), started_at=now)
+        # Closes the records of scans that died first, then records this one.
+        run_records.begin(conn, run_id=run_id, kind=RUN_KIND, now=now)
     try:
         _scan_batches(ctx, result, options, now, templates, progress)
     except Exception as error:
@@ -197,6 +196,8 @@ def _admit_batch(ctx: Context, conn: sa.Connection, result: ScanResult,
         items.append(ScanItem(cand.user_id, cand.conversation_id, days, cand.last_activity,
                               draft.row["template_id"], draft.emotion_mean,
                               None if options.dry_run else draft.row["id"]))
+    if result.run_id is not None:
+        runs.heartbeat(conn, result.run_id, ctx.now())
     admission = Admission(conn, cap=ctx.settings.max_pending_per_user, seal=ctx.seal)
     admission.add(rows)
     room = None if options.limit is None else options.limit - result.scheduled

@@ -1,36 +1,47 @@
-"""Queries of the delivery pass: lease recovery, the due claim, batched write-back.
+"""Queries of the delivery pass: lease recovery, the due claim, lease renewal, batched
+write-back.
 
 The claim and the recovery read only the partial indexes ix_scheduled_followups_due
 (status = 'pending') and ix_scheduled_followups_leased (status = 'processing'), so an idle
-pass costs the same however many executed, failed or cancelled rows the table holds.
+pass costs the same however many executed, failed or cancelled rows the table holds. Both
+skip rows another session has locked: a row held elsewhere never stalls a pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
+from followup_cli.db import rules
 from followup_cli.db.schema import FAILED, PENDING, PROCESSING, UTCDateTime
 from followup_cli.db.schema import scheduled_followups as sf
 
 LEASE_EXPIRED = "lease expired: the pass holding it died before writing back"
-
-# What a pass needs to build a delivery and decide its outcome.
-CLAIM_COLUMNS = (
-    sf.c.id, sf.c.user_id, sf.c.conversation_id, sf.c.trigger_type, sf.c.trigger_data,
-    sf.c.template_id, sf.c.message_content, sf.c.scheduled_at, sf.c.next_attempt_at,
-    sf.c.retry_count, sf.c.created_at,
-)
+RECOVER_BATCH = 1000
 
 
-# Status as SQL literals, not bound parameters: only then can SQLite's planner prove that
-# a query matches a partial index's WHERE clause.
-IS_PENDING = sf.c.status == sa.literal_column(f"'{PENDING}'")
-IS_PROCESSING = sf.c.status == sa.literal_column(f"'{PROCESSING}'")
+class Claimed(NamedTuple):
+    """What a pass needs to build a delivery and decide its outcome."""
 
+    id: str
+    user_id: str
+    conversation_id: str
+    trigger_type: str
+    trigger_data: Any
+    template_id: str | None
+    message_content: str | None
+    scheduled_at: datetime
+    next_attempt_at: datetime
+    retry_count: int
+    created_at: datetime
+
+
+CLAIM_COLUMNS = tuple(sf.c[name] for name in Claimed._fields)
+IS_PENDING = rules.is_due_status(sf)
+IS_PROCESSING = rules.is_held(sf)
 
 # SQLite's planner, lacking statistics, prefers the (status, scheduled_at) index and sorts
 # every pending row; the partial index yields them already in order. SQLAlchemy renders
@@ -40,73 +51,92 @@ SQLITE_DUE_IDS = sa.text(
     f"WHERE status = '{PENDING}' AND next_attempt_at <= :due "
     "ORDER BY next_attempt_at LIMIT :n"
 ).bindparams(sa.bindparam("due", type_=UTCDateTime()), sa.bindparam("n", type_=sa.Integer()))
+SQLITE_EXPIRED_IDS = sa.text(
+    "SELECT id FROM scheduled_followups INDEXED BY ix_scheduled_followups_leased "
+    f"WHERE status = '{PROCESSING}' AND locked_until < :now LIMIT :n"
+).bindparams(sa.bindparam("now", type_=UTCDateTime()), sa.bindparam("n", type_=sa.Integer()))
 
 
 def _due(due_before: datetime) -> sa.ColumnElement[bool]:
     return sa.and_(IS_PENDING, sf.c.next_attempt_at <= due_before)
 
 
+def _locked_ids(conn: sa.Connection, query: sa.Select[Any], sqlite_query: sa.TextClause,
+                params: dict[str, Any]) -> sa.CTE | list[str]:
+    """The ids a statement should change: on PostgreSQL a MATERIALIZED CTE that locks them
+    with FOR UPDATE SKIP LOCKED (the fence matters, as Oban found: a LIMIT subquery inlined
+    into an UPDATE may be re-run by the planner and lock more rows); on SQLite, whose write
+    transactions are serialized (BEGIN IMMEDIATE), the ids themselves."""
+    if conn.dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=True).cte("chosen").prefix_with("MATERIALIZED")
+    return [r[0] for r in conn.execute(sqlite_query, params)]
+
+
 def recover_expired(conn: sa.Connection, *, now: datetime, max_retries: int
                     ) -> tuple[int, int]:
-    """Give back the claims of passes that died: set-based, one statement.
+    """Give back at most RECOVER_BATCH claims of passes that died; rows another session
+    has locked are left for the next pass. Returns (requeued, failed).
 
     A crashed attempt is always delivered again (at-least-once), even when it was the last
     one allowed: recovery fails a row only when its count is already one past
     FOLLOWUP_MAX_RETRIES, i.e. after it was redelivered once and the pass died again. So a
     message that kills every pass ends `failed` after max_retries + 2 crashes instead of
-    looping for ever. The others are due at once. Returns (requeued, failed).
+    looping for ever. The others are due at once.
     """
+    chosen = _locked_ids(
+        conn,
+        sa.select(sf.c.id).where(IS_PROCESSING, sf.c.locked_until < now)
+        .limit(RECOVER_BATCH),
+        SQLITE_EXPIRED_IDS, {"now": now, "n": RECOVER_BATCH})
     attempts = sf.c.retry_count + 1
-    rows = conn.execute(
-        sa.update(sf)
-        .where(IS_PROCESSING, sf.c.locked_until < now)
-        .values(
-            status=sa.case((attempts > max_retries + 1, FAILED), else_=PENDING),
-            retry_count=attempts,
-            error_message=LEASE_EXPIRED,
-            next_attempt_at=now,
-            # when the lost attempt is known to have ended: the failure alert and
-            # `cleanup --include-failed` read failures by it
-            last_attempt_at=now,
-            locked_until=None,
-            locked_by=None,
-        )
-        .returning(sf.c.status)
-    ).all()
+    update = sa.update(sf).values(
+        status=sa.case((attempts > max_retries + 1, FAILED), else_=PENDING),
+        retry_count=attempts,
+        error_message=LEASE_EXPIRED,
+        next_attempt_at=now,
+        # when the lost attempt is known to have ended: the failure alert and
+        # `cleanup --include-failed` read failures by it
+        last_attempt_at=now,
+        locked_until=None,
+        locked_by=None,
+    ).returning(sf.c.status)
+    if isinstance(chosen, list):
+        if not chosen:
+            return 0, 0
+        rows = conn.execute(update.where(sf.c.id.in_(chosen), IS_PROCESSING)).all()
+    else:
+        rows = conn.execute(update.where(sf.c.id == chosen.c.id)).all()
     failed = sum(1 for r in rows if r[0] == FAILED)
     return len(rows) - failed, failed
 
 
 def claim_due(conn: sa.Connection, *, due_before: datetime, limit: int, run_id: str,
-              locked_until: datetime) -> list[dict[str, Any]]:
-    """Claim up to `limit` due follow-ups for this pass, oldest first.
-
-    PostgreSQL: a MATERIALIZED CTE takes the ids with FOR UPDATE SKIP LOCKED and feeds
-    UPDATE ... FROM. The fence matters (Oban makes the same point): a LIMIT subquery
-    inlined into the UPDATE may be re-run by the planner and lock more than `limit` rows.
-    Concurrent passes skip each other's locked rows instead of waiting.
-    SQLite: the transaction is BEGIN IMMEDIATE, so select-then-update cannot race.
-    """
+              locked_until: datetime) -> list[Claimed]:
+    """Claim up to `limit` due follow-ups for this pass, oldest first. Concurrent passes
+    skip each other's locked rows instead of waiting."""
+    chosen = _locked_ids(
+        conn,
+        sa.select(sf.c.id).where(_due(due_before)).order_by(sf.c.next_attempt_at).limit(limit),
+        SQLITE_DUE_IDS, {"due": due_before, "n": limit})
     update = sa.update(sf).values(status=PROCESSING, locked_until=locked_until,
                                   locked_by=run_id).returning(*CLAIM_COLUMNS)
-    if conn.dialect.name == "postgresql":
-        due = (
-            sa.select(sf.c.id).where(_due(due_before)).order_by(sf.c.next_attempt_at)
-            .limit(limit).with_for_update(skip_locked=True)
-            .cte("due").prefix_with("MATERIALIZED")
-        )
-        update = update.where(sf.c.id == due.c.id)
-        params: dict[str, Any] = {}
-    else:
-        ids = [r[0] for r in conn.execute(SQLITE_DUE_IDS, {"due": due_before, "n": limit})]
-        if not ids:
+    if isinstance(chosen, list):
+        if not chosen:
             return []
-        update = update.where(sf.c.id.in_(sa.bindparam("ids", expanding=True)))
-        params = {"ids": ids}
-    rows = [dict(r) for r in conn.execute(update, params).mappings()]
+        update = update.where(sf.c.id.in_(chosen))
+    else:
+        update = update.where(sf.c.id == chosen.c.id)
+    rows = [Claimed(*r) for r in conn.execute(update)]
     # RETURNING order is unspecified; deliver oldest first.
-    rows.sort(key=lambda r: (r["next_attempt_at"], r["id"]))
+    rows.sort(key=lambda r: (r.next_attempt_at, r.id))
     return rows
+
+
+def renew(conn: sa.Connection, run_id: str, locked_until: datetime) -> int:
+    """Extend the lease of everything this pass still holds (its heartbeat)."""
+    result = conn.execute(sa.update(sf).where(IS_PROCESSING, sf.c.locked_by == run_id)
+                          .values(locked_until=locked_until))
+    return int(result.rowcount or 0)
 
 
 def _written_by(run_id_param: str) -> sa.ColumnElement[bool]:
@@ -177,9 +207,8 @@ def count_due(conn: sa.Connection, *, due_before: datetime) -> int:
         sa.select(sa.func.count()).select_from(sf).where(_due(due_before))).scalar_one())
 
 
-def list_due(conn: sa.Connection, *, due_before: datetime, limit: int
-             ) -> list[dict[str, Any]]:
+def list_due(conn: sa.Connection, *, due_before: datetime, limit: int) -> list[Claimed]:
     """The first `limit` due follow-ups, in claim order, without locking anything."""
     query = (sa.select(*CLAIM_COLUMNS).where(_due(due_before))
              .order_by(sf.c.next_attempt_at).limit(limit))
-    return [dict(r) for r in conn.execute(query).mappings()]
+    return [Claimed(*r) for r in conn.execute(query)]

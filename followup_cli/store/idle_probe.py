@@ -3,14 +3,19 @@
 Cron starts `run-due` every minute and most passes find nothing to do. Importing SQLAlchemy
 costs such a process about 170 ms, more than everything else it does, so an idle pass is
 decided and recorded here with psycopg2 or sqlite3 alone: check the schema revision, ask
-whether anything is due or held by an expired lease, and if not, write the same run record
-the full pass writes. Anything else (work to do, an unexpected schema, any error) answers
-"not idle" and the caller takes the full path, which reports problems properly.
+whether anything is due or held by an expired lease, whether a dead pass left its run
+record open, and if none of that, write the same run record the full pass writes. Anything
+else (work to do, an unexpected schema, any error) answers "not idle" and the caller takes
+the full path, which reports problems properly.
+
+Times are the database's clock on PostgreSQL (now()), like the full pass's.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,19 +24,28 @@ from typing import Any
 # Status literals, not parameters: SQLite's planner then uses the partial indexes.
 DUE_OR_EXPIRED = (
     "SELECT EXISTS (SELECT 1 FROM scheduled_followups"
-    " WHERE status = 'pending' AND next_attempt_at <= {p})"
+    " WHERE status = 'pending' AND next_attempt_at <= {now})"
     " OR EXISTS (SELECT 1 FROM scheduled_followups"
-    " WHERE status = 'processing' AND locked_until < {p})"
+    " WHERE status = 'processing' AND locked_until < {now})"
+)
+OPEN_RUNS = (
+    "SELECT host, pid, COALESCE(heartbeat_at, started_at), {now} FROM followup_runs"
+    " WHERE kind = 'run-due' AND finished_at IS NULL"
 )
 RECORD_RUN = (
-    "INSERT INTO followup_runs (id, kind, host, pid, started_at, finished_at, status, counts)"
-    " VALUES ({p}, 'run-due', {p}, {p}, {p}, {p}, 'ok', {counts})"
+    "INSERT INTO followup_runs (id, kind, host, pid, started_at, finished_at, heartbeat_at,"
+    " status, counts) VALUES ({p}, 'run-due', {p}, {p}, {now}, {now}, {now}, 'ok', {counts})"
 )
 
 
 def _sqlite_time(instant: datetime) -> str:
     # The text form SQLAlchemy's SQLite DateTime writes (UTCDateTime stores naive UTC).
     return instant.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _as_utc(value: Any) -> datetime:
+    stamp: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
 
 
 def _connect(url: str, statement_timeout_ms: int, connect_timeout_s: int
@@ -53,11 +67,13 @@ def _connect(url: str, statement_timeout_ms: int, connect_timeout_s: int
     return conn, "sqlite"
 
 
-def record_if_idle(url: str, *, revision: str, run_id: str, host: str, pid: int,
-                   started_at: datetime, finished_at: datetime, counts: dict[str, Any],
+def record_if_idle(url: str, *, revision: str, run_id: str, counts: dict[str, Any],
                    statement_timeout_ms: int, connect_timeout_s: int) -> bool:
-    """Record an idle run-due pass and return True when nothing is due and no lease has
-    expired; return False (writing nothing) in every other case."""
+    """Record an idle run-due pass and return True when nothing is due, no lease has
+    expired and no dead pass left its record open; return False (writing nothing) in every
+    other case."""
+    from followup_cli.service.runs import looks_dead
+
     try:
         opened = _connect(url, statement_timeout_ms, connect_timeout_s)
     except Exception:
@@ -67,23 +83,24 @@ def record_if_idle(url: str, *, revision: str, run_id: str, host: str, pid: int,
     conn, kind = opened
     try:
         cur = conn.cursor()
-        start: datetime | str = started_at
-        end: datetime | str = finished_at
-        if kind == "pg":
-            p, counts_sql = "%s", "CAST(%s AS jsonb)"
-        else:
-            p, counts_sql = "?", "?"
-            start, end = _sqlite_time(started_at), _sqlite_time(finished_at)
-        now = start
+        # PostgreSQL: the database's clock; SQLite lives on this host.
+        now_sql, now_args = (("now()", []) if kind == "pg"
+                             else ("?", [_sqlite_time(datetime.now(UTC))]))
+        p, counts_sql = ("%s", "CAST(%s AS jsonb)") if kind == "pg" else ("?", "?")
         cur.execute("SELECT version_num FROM alembic_version")
         row = cur.fetchone()
         if row is None or row[0] != revision:
             return False
-        cur.execute(DUE_OR_EXPIRED.format(p=p), (now, now))
+        cur.execute(DUE_OR_EXPIRED.format(now=now_sql), now_args * 2)
         if cur.fetchone()[0]:
             return False
-        cur.execute(RECORD_RUN.format(p=p, counts=counts_sql),
-                    (run_id, host, pid, start, end, json.dumps(counts)))
+        cur.execute(OPEN_RUNS.format(now=now_sql), now_args)
+        for host, pid, seen, db_now in cur.fetchall():
+            if looks_dead(host, int(pid), _as_utc(seen), _as_utc(db_now)):
+                return False  # the full pass closes its record as abandoned
+        cur.execute(RECORD_RUN.format(p=p, now=now_sql, counts=counts_sql),
+                    [run_id, socket.gethostname(), os.getpid(), *(now_args * 3),
+                     json.dumps(counts)])
         conn.commit()
         return True
     except Exception:
