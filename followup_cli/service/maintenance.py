@@ -119,9 +119,10 @@ def retry(ctx: Context, ids: list[str]) -> RetryResult:
     retry is held to the scheduling rules: it may not take its user past
     FOLLOWUP_MAX_PENDING_PER_USER (`at_cap`), duplicate a live post-event within the window
     (`duplicate_pending`), or re-engage a user whose inactivity period is closed
-    (`live_reengagement` when a live one closes it, `period_closed` otherwise); each of those
-    exits 3, like one that is not failed. Ids are admitted in the order given. An unknown id
-    exits 2; with several ids the highest code wins (like cancel)."""
+    (`live_reengagement` when a live one closes it, `period_closed` when another one was
+    created since the user's last activity); each of those exits 3, like one that is not
+    failed. Ids are admitted in the order given, exactly as if retried one at a time. An
+    unknown id exits 2; with several ids the highest code wins (like cancel)."""
     if not ids:
         raise InputError("give at least one follow-up id")
     unique = list(dict.fromkeys(require_id("follow-up id", i) for i in ids))

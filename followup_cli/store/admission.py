@@ -153,13 +153,9 @@ def _conflict(requeue: bool) -> sa.ColumnElement[Any]:
     """The follow-up that an undecided staged row duplicates, if any (post-event: the
     oldest live one in the window; re-engagement: the newest one closing the period)."""
     f = sf.alias("f")
-    hidden: list[sa.ColumnElement[bool]] = []
-    if requeue:
-        # Rows this admission has yet to decide are invisible to the rules: two failed
-        # re-engagements retried together must not block each other.
-        pending = stage.alias("undecided")
-        hidden.append(~sa.exists().where(pending.c.id == f.c.id,
-                                         pending.c.outcome.is_(None)))
+    # A failed follow-up put back by retry must not count against itself (a failed
+    # re-engagement created after the user's last activity closes its own period).
+    hidden = [f.c.id != stage.c.id] if requeue else []
     post = (sa.select(f.c.id)
             .where(rules.duplicates_post_event(f, stage.c.user_id, stage.c.event_at), *hidden)
             .order_by(f.c.created_at, f.c.id).limit(1).scalar_subquery())
