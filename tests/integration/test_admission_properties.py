@@ -12,6 +12,7 @@ row at a time; an import is all or nothing when a row hits the cap.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 from collections import Counter
@@ -290,11 +291,9 @@ def run_ops(single: Context, bulk: Context, clocks: tuple[FakeClock, FakeClock],
         elif name == "scan":
             for user in inactive_users(single):
                 model_single.admit(user, "reengagement", None)
-                try:
+                with contextlib.suppress(RuleViolation):
                     schedule_reengagement(single, reengagement_request(
                         single.settings.timezone, user_id=user))
-                except RuleViolation:
-                    pass
             for user in inactive_users(bulk):
                 model_bulk.admit(user, "reengagement", None)
             scan_inactive(bulk)
