@@ -255,7 +255,7 @@ def run_ops(single: Context, bulk: Context, clocks: tuple[FakeClock, FakeClock],
             event = event_of(op[2], op[3]) if name == "post" else None
             expected = model_single.admit(user, kind, event)
             try:
-                if name == "post":
+                if event is not None:
                     got = schedule_post_event(single, post_request(single, user, event)).status
                 else:
                     got = schedule_reengagement(single, reengagement_request(
