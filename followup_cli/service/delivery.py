@@ -149,6 +149,7 @@ def run_due_for(settings: Settings, options: PassOptions | None = None) -> PassR
     """What cron runs every minute: when nothing is due and no lease has expired, the pass
     is decided and recorded on the raw driver without importing SQLAlchemy (most passes are
     idle, and that import is most of their cost); otherwise the full pass runs."""
+    settings.require_sender()  # exit 2 naming FOLLOWUP_SENDER, before anything is claimed
     options = options or PassOptions()
     _validate(options)
     if settings.enabled and not options.dry_run:
@@ -195,6 +196,8 @@ def run_due(ctx: Context, options: PassOptions | None = None, *,
     """One delivery pass. Never raises for a failed delivery (it is recorded on its
     follow-up); raises DatabaseError when the database fails (what was not written back
     stays leased and is delivered again after the lease)."""
+    if sender is None:  # demo passes its own sender
+        ctx.settings.require_sender()
     options = options or PassOptions()
     _validate(options)
     started = time.monotonic()

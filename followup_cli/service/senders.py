@@ -232,7 +232,7 @@ class CommandSender:
 def build_sender(settings: Settings) -> Sender:
     """The sender named by FOLLOWUP_SENDER. A send never outlives half the lease, so a
     slow receiver cannot make a live pass lose its claim."""
-    spec = settings.sender
+    spec = settings.require_sender()
     ceiling = max(1.0, settings.lease_seconds / 2)
     if spec == "log":
         return LogSender()
