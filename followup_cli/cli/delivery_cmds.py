@@ -6,7 +6,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from followup_cli.cli.common import JsonOpt, output, settings
+from followup_cli.cli.common import JsonOpt, output, positive, settings, warn_if_embedded
+
+# Spelled here so that --help does not import the engine (a test holds them equal to
+# followup_cli.service.delivery's MAX_BATCH and MAX_CONCURRENCY).
+MAX_BATCH = 10_000
+MAX_CONCURRENCY = 64
+MAX_TIME_BUDGET = 86_400.0
 
 if TYPE_CHECKING:
     from followup_cli.cli.output import Output
@@ -59,20 +65,20 @@ def _show_dry_run(out: Output, result: PassResult) -> None:
 
 
 def run_due(
-    batch_size: Annotated[str | None, typer.Option(
-        "--batch-size", metavar="N",
-        help="Follow-ups claimed per database round trip, 1-10000 [default: 100; fewer "
-             "when the lease would not cover them].")] = None,
-    limit: Annotated[str | None, typer.Option(
-        "--limit", metavar="N", help="Deliver at most N follow-ups in this pass.")] = None,
-    concurrency: Annotated[str | None, typer.Option(
-        "--concurrency", metavar="N",
-        help="Sends in parallel (threads), 1-64 [default: 1]; claims and write-backs stay "
-             "batched.")] = None,
-    time_budget: Annotated[str | None, typer.Option(
-        "--time-budget", metavar="SECONDS",
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", metavar="N", min=1, max=MAX_BATCH,
+        help="Follow-ups claimed per database round trip, 1-10000 (fewer when the lease "
+             "would not cover them).")] = 100,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", metavar="N", min=1, help="Deliver at most N follow-ups in this pass.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(
+        "--concurrency", metavar="N", min=1, max=MAX_CONCURRENCY,
+        help="Sends in parallel (threads), 1-64; claims and write-backs stay batched.")] = 1,
+    time_budget: Annotated[float, typer.Option(
+        "--time-budget", metavar="SECONDS", max=MAX_TIME_BUDGET, callback=positive,
         help="Stop claiming after this long and finish what is held, so a pass ends "
-             "before the next cron tick [default: 50].")] = None,
+             "before the next cron tick.")] = 50.0,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Show what is due and change nothing.")] = False,
     sender: Annotated[str | None, typer.Option(
@@ -101,11 +107,21 @@ def run_due(
         followup run-due --concurrency 8 --json
     """
     out = output(json)
-    from followup_cli.service.delivery import pass_options, run_due_for
+    from followup_cli.service.delivery import PassOptions, run_due_for
 
-    options = pass_options(batch_size=batch_size, limit=limit, concurrency=concurrency,
-                           time_budget=time_budget, dry_run=dry_run)
-    _show(out, run_due_for(settings(FOLLOWUP_SENDER=sender), options))
+    options = PassOptions(batch_size=batch_size, limit=limit, concurrency=concurrency,
+                          time_budget=time_budget, dry_run=dry_run)
+    current = settings(FOLLOWUP_SENDER=sender)
+    warn_if_embedded(current)
+    with out.progress("delivering") as progress:
+        code = run_due_for.__code__
+        # The delivery engine reports progress from the merge of its rewrite on; the check
+        # (no `inspect`: this is the cron fast path) goes away with that merge.
+        if "progress" in code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]:
+            result = run_due_for(current, options, progress=progress)  # type: ignore[call-arg,unused-ignore]
+        else:
+            result = run_due_for(current, options)
+    _show(out, result)
 
 
 def register(root: typer.Typer) -> None:
