@@ -223,6 +223,5 @@ class Output:
         if hidden:
             from rich.text import Text
 
-            self.console.print(Text(f"({', '.join(hidden)} not shown at {width} columns: "
-                                    "a wider terminal shows them, --json has every field)",
-                                    style="dim"))
+            self.console.print(Text(f"(not shown at {width} columns: {', '.join(hidden)}; "
+                                    "--json has every field)", style="dim"))

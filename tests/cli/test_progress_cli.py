@@ -17,7 +17,7 @@ from followup_cli.cli.app import app
 from followup_cli.cli.output import Output
 
 runner = CliRunner()
-BAR = "━"  # rich's bar segments
+BAR = "━"  # rich's bar segments (tables use it too: labels tell bars apart)
 
 
 def rows(n: int) -> str:
@@ -75,15 +75,24 @@ def test_imports_and_scan_draw_a_bar_on_a_terminal(db_url: str, tmp_path: Path,
     path.write_text(rows(3000), encoding="utf-8")
     imported = run(db_url, "schedule", "import", str(path))
     assert imported.exit_code == 0, imported.output
-    assert "scheduling" in imported.stdout and BAR in imported.stdout
+    assert "scheduling" in imported.stdout and BAR in imported.stdout  # label and bar
     assert "3000 scheduled" in imported.stdout
     loaded = run(db_url, "conversations", "import", str(seed_history(db_url, tmp_path, 3000)))
     assert loaded.exit_code == 0, loaded.output
     assert "importing messages" in loaded.stdout and BAR in loaded.stdout
-    for args in (["scan-inactive", "--dry-run"], ["scan-inactive"]):
-        scanned = run(db_url, *args)
-        assert scanned.exit_code == 0, scanned.output
-        assert BAR in scanned.stdout, args
+    scanned = run(db_url, "scan-inactive")
+    assert scanned.exit_code == 0, scanned.output
+    assert "scheduling re-engagements" in scanned.stdout  # the bar's label
+
+
+@pytest.mark.xfail(strict=True, reason="service/scanning.py (the lead's) hands a dry run no "
+                                       "progress callback; remove this mark when it does")
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_dry_scan_draws_a_bar_too(db_url: str, tmp_path: Path, terminal: None) -> None:
+    run(db_url, "conversations", "import", str(seed_history(db_url, tmp_path, 3000)))
+    scanned = run(db_url, "scan-inactive", "--dry-run")
+    assert scanned.exit_code == 0, scanned.output
+    assert "finding inactive users" in scanned.stdout
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -99,6 +108,7 @@ def test_no_bar_without_a_terminal_or_with_json(db_url: str, tmp_path: Path) -> 
     assert BAR not in loaded.output
     scanned = run(db_url, "scan-inactive")
     assert scanned.exit_code == 0 and BAR not in scanned.output
+    assert "scheduling re-engagements" not in scanned.output
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
