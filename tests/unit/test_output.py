@@ -40,8 +40,10 @@ def test_json_mode_prints_only_the_document() -> None:
 
 
 def test_json_stream_is_one_document_for_any_number_of_items() -> None:
-    for items in ([], [{"id": "a", "at": datetime(2026, 1, 1, tzinfo=UTC)}],
-                  [{"id": f"ü{i}\n\"q\""} for i in range(3)]):
+    cases: list[list[dict[str, object]]] = [
+        [], [{"id": "a", "at": datetime(2026, 1, 1, tzinfo=UTC)}],
+        [{"id": f"ü{i}\n\"q\""} for i in range(3)]]
+    for items in cases:
         buf = io.StringIO()
         out = Output(json_mode=True, stream=buf)
         count = out.json_stream({"total": 9, "limit": 0}, "rows", iter(items),
