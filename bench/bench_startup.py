@@ -64,11 +64,13 @@ def main() -> None:
     base_env = {k: v for k, v in os.environ.items()
                 if not k.startswith(("FOLLOWUP_", "DATABASE_URL", "SCHEDULER_"))}
     tmp = tempfile.mkdtemp(prefix="followup-bench-")
-    sqlite_env = {**base_env, "DATABASE_URL": f"sqlite:///{tmp}/bench.db"}
+    # An explicit DATABASE_URL needs an explicit sender (run-due refuses without one).
+    sqlite_env = {**base_env, "DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+                  "FOLLOWUP_SENDER": "log"}
     subprocess.run([FOLLOWUP, "db", "upgrade"], env=sqlite_env, check=True,
                    capture_output=True)
     pg_name, pg_url = make_pg(args.postgres)
-    pg_env = {**base_env, "DATABASE_URL": pg_url}
+    pg_env = {**base_env, "DATABASE_URL": pg_url, "FOLLOWUP_SENDER": "log"}
     subprocess.run([FOLLOWUP, "db", "upgrade"], env=pg_env, check=True, capture_output=True)
 
     cases = [

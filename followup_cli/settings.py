@@ -7,7 +7,7 @@ import base64
 import binascii
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
@@ -23,7 +23,8 @@ SETTINGS_DOC: tuple[tuple[str, str, str], ...] = (
     ("FOLLOWUP_DELAY_HOURS", "24", "elapsed hours from event to post-event follow-up"),
     ("REENGAGEMENT_INACTIVE_DAYS", "30", "inactivity that triggers re-engagement"),
     ("SCHEDULER_ENABLED", "true", "false: passes exit 0 doing nothing"),
-    ("FOLLOWUP_SENDER", "log", "log | file:PATH | webhook:URL | command:CMD"),
+    ("FOLLOWUP_SENDER", "log on the embedded database, else none (required)",
+     "log | file:PATH | webhook:URL | command:CMD"),
     ("FOLLOWUP_MAX_PENDING_PER_USER", "10", "cap on pending follow-ups per user"),
     ("FOLLOWUP_MAX_RETRIES", "3", "retries of a failed delivery before 'failed'"),
     ("FOLLOWUP_TEMPLATES_FILE", "none", "TOML file overriding or adding templates"),
@@ -35,6 +36,15 @@ SETTINGS_DOC: tuple[tuple[str, str, str], ...] = (
     ("FOLLOWUP_ALERT_BACKLOG", "50", "health: pending over an hour late above this"),
     ("FOLLOWUP_ALERT_STALE_MINUTES", "5", "health: no finished run-due pass for this long"),
 )
+
+# Accepted without being settings of their own (MEMORY_BACKEND: the guide's .env), and
+# settings other modules document; every other FOLLOWUP_*/SCHEDULER_* name is a suspect.
+ALSO_ACCEPTED = ("MEMORY_BACKEND", "FOLLOWUP_ENCRYPTION_KEY")
+# The test suite's and benchmarks' own variables: never read by a command, never warned about.
+DEVELOPMENT_PREFIXES = ("FOLLOWUP_TEST_", "FOLLOWUP_BENCH_")
+DEVELOPMENT_NAMES = ("FOLLOWUP_REQUIRE_POSTGRES", "FOLLOWUP_OPERATIONS_GUIDE")
+OWN_PREFIXES = ("FOLLOWUP_", "SCHEDULER_", "REENGAGEMENT_")
+MAX_TYPO_DISTANCE = 2
 
 # Upper bounds of durations (100 years): beyond them date arithmetic would overflow.
 MAX_DAYS = 36_500
@@ -85,7 +95,7 @@ class Settings:
     delay_hours: float = 24.0
     inactive_days: int = 30
     enabled: bool = True
-    sender: str = "log"
+    sender: str | None = "log"  # None: not set where it must be (any DATABASE_URL)
     max_pending_per_user: int = 10
     max_retries: int = 3
     templates_file: Path | None = None
@@ -101,6 +111,16 @@ class Settings:
     def templates(self) -> TemplateSet:
         """The template set in force: built-ins, overridden by the templates file."""
         return load_templates(self.templates_file)
+
+    def require_sender(self) -> str:
+        """The delivery channel; refused (exit 2) when none was chosen. Only the embedded
+        database defaults to `log`: against a real database an unset FOLLOWUP_SENDER would
+        print personal data to cron's mail and mark it delivered."""
+        if self.sender is None:
+            raise SettingsError(
+                "FOLLOWUP_SENDER: not set; with DATABASE_URL set, choose the delivery "
+                "channel explicitly: log, file:PATH, webhook:URL or command:CMD")
+        return self.sender
 
     @property
     def database_display(self) -> str:
@@ -258,6 +278,7 @@ def load_settings(
 
     window_raw = get("FOLLOWUP_SEND_WINDOW")
     secret_raw = get("FOLLOWUP_WEBHOOK_SECRET")
+    sender_raw = get("FOLLOWUP_SENDER")
     settings = Settings(
         database_url=database_url,
         database_is_default=is_default,
@@ -267,7 +288,8 @@ def load_settings(
         inactive_days=int(num("REENGAGEMENT_INACTIVE_DAYS", 30, minimum=1, integer=True,
                               maximum=MAX_DAYS)),
         enabled=parse_bool("SCHEDULER_ENABLED", get("SCHEDULER_ENABLED") or "true"),
-        sender=parse_sender("FOLLOWUP_SENDER", get("FOLLOWUP_SENDER") or "log"),
+        sender=parse_sender("FOLLOWUP_SENDER", sender_raw) if sender_raw
+        else ("log" if is_default else None),
         max_pending_per_user=int(
             num("FOLLOWUP_MAX_PENDING_PER_USER", 10, minimum=1, integer=True)),
         max_retries=int(num("FOLLOWUP_MAX_RETRIES", 3, minimum=0, integer=True, maximum=100)),
@@ -289,3 +311,48 @@ def load_settings(
     if check_templates and templates_file is not None:
         settings.templates()  # refuse a broken templates file at start, naming the template
     return settings
+
+
+# --- misspelled settings ----------------------------------------------------------------
+
+def edit_distance(a: str, b: str, *, bound: int = MAX_TYPO_DISTANCE) -> int:
+    """Levenshtein distance of a and b, or bound + 1 once it is sure to exceed `bound` (a
+    banded computation: cheap enough to run over the environment at every start)."""
+    if abs(len(a) - len(b)) > bound:
+        return bound + 1
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i] + [bound + 1] * len(b)
+        for j in range(max(1, i - bound), min(len(b), i + bound) + 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1,
+                             previous[j - 1] + (ca != b[j - 1]))
+        if min(current) > bound:
+            return bound + 1
+        previous = current
+    return min(previous[len(b)], bound + 1)
+
+
+def known_variables() -> frozenset[str]:
+    return frozenset(name for name, _, _ in SETTINGS_DOC) | frozenset(ALSO_ACCEPTED)
+
+
+def suspicious_variables(names: Iterable[str]) -> list[str]:
+    """One warning per environment variable that looks like a setting but is not one: within
+    edit distance 2 of a setting's name (any case), or an unknown FOLLOWUP_*, SCHEDULER_*
+    or REENGAGEMENT_* name. Such a typo would otherwise leave its setting at the default
+    without a word (a misspelled DATABASE_URL runs every pass on the embedded database)."""
+    known = known_variables()
+    warnings = []
+    for name in sorted(names):
+        if name in known or name in DEVELOPMENT_NAMES or name.startswith(DEVELOPMENT_PREFIXES):
+            continue
+        upper = name.upper()
+        close = sorted((edit_distance(upper, k), k) for k in known)
+        distance, nearest = close[0]
+        if distance <= MAX_TYPO_DISTANCE:
+            warnings.append(f"{name} is not a setting (ignored): did you mean {nearest}?")
+        elif upper.startswith(OWN_PREFIXES):
+            nearest = min(known, key=lambda k: (edit_distance(upper, k, bound=64), k))
+            warnings.append(f"{name} is not a setting (ignored); the nearest is {nearest} "
+                            "(`followup --help` lists them all)")
+    return warnings

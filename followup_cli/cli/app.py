@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -41,17 +42,52 @@ def _epilog() -> str:
     lines += [f"  {name} (default: {default}): {meaning}" for name, default, meaning
               in SETTINGS_DOC]
     lines += ["", "Exit codes: 0 ok · 1 runtime failure / not healthy · 2 invalid input or "
-              "settings · 3 refused by a rule · 4 database unreachable or not migrated"]
+              "settings · 3 refused by a rule · 4 database unreachable or not migrated · "
+              "130 interrupted (Ctrl-C)"]
     return "  \n".join(lines)
+
+
+INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+def _set_verbose(_ctx: Any, _param: Any, value: bool) -> bool:
+    if value:
+        STATE.verbose = True
+        logging.getLogger().setLevel(logging.INFO)
+    return value
+
+
+def _verbose_option() -> Any:
+    from typer.core import TyperOption
+
+    return TyperOption(param_decls=["--verbose", "-v"], is_flag=True, default=False,
+                       expose_value=False, callback=_set_verbose,
+                       help="Log progress to stderr and show tracebacks.")
+
+
+def _add_verbose(command: Any) -> None:
+    """`-v/--verbose` on every command as well as before it (`followup run-due -v`)."""
+    subcommands = getattr(command, "commands", None)
+    if subcommands:
+        for sub in subcommands.values():
+            _add_verbose(sub)
+    elif not any("--verbose" in getattr(p, "opts", ()) for p in command.params):
+        command.params.append(_verbose_option())
+
+
+def _json_requested(args: list[str]) -> bool:
+    return "--json" in (args[:args.index("--")] if "--" in args else args)
 
 
 class FollowupGroup(TyperGroup):
     """Turns followup's errors into one line on stderr and the documented exit code (a
-    traceback only with --verbose); with --json, stdout still gets one JSON document."""
+    traceback only with --verbose); with --json, stdout also gets one JSON document
+    `{"error": {"message", "exit_code"}}`. Usage errors and Ctrl-C included."""
 
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        ctx.meta["followup.args"] = tuple(args)  # seen by every sub-command's context
-        return super().parse_args(ctx, args)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            _add_verbose(command)
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         # The settings epilog (with the data-directory path) is built only for --help, so
@@ -60,6 +96,34 @@ class FollowupGroup(TyperGroup):
             self.epilog = _epilog()
         super().format_help(ctx, formatter)
 
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             windows_expand_args: bool = True, **extra: Any) -> Any:
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+        argv = list(sys.argv[1:] if args is None else args)
+        json_mode = _json_requested(argv)
+        try:
+            # Not standalone: Typer would draw usage errors in a five-line box.
+            code = super().main(args=argv, prog_name=prog_name, complete_var=complete_var,
+                                standalone_mode=False,
+                                windows_expand_args=windows_expand_args, **extra)
+        except NoArgsIsHelpError as error:
+            text = error.format_message()  # `followup` alone: the help, as before (rich
+            if text:  # help is printed while it is formatted)
+                typer.echo(text)
+            code = error.exit_code
+        except ClickException as error:
+            code = _usage_error(error, json_mode)
+        except typer.Abort:  # Ctrl-C or end of input at a question
+            if sys.stderr.isatty():
+                typer.echo("", err=True)  # off the question's line
+            code = _error_line("interrupted", INTERRUPTED, json_mode)
+        code = code if isinstance(code, int) else 0
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
@@ -67,22 +131,12 @@ class FollowupGroup(TyperGroup):
             if STATE.verbose:
                 logging.getLogger("followup").exception("failed")
             _report(str(error), error.exit_code)
-        except typer.TyperException as error:
-            # A usage error (exit 2): the usage text goes to stderr as usual, and a script
-            # that asked for --json still gets its one document on stdout.
-            if "--json" in ctx.meta.get("followup.args", ()) and hasattr(error,
-                                                                          "format_message"):
-                from followup_cli.cli.output import dumps
-
-                typer.echo(dumps({"error": {"message": error.format_message(),
-                                            "exit_code": int(getattr(error, "exit_code", 2))}}))
-            raise
-        except (typer.Exit, typer.Abort):
-            raise  # --help, and our own typer.Exit codes
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # --help, our own exit codes, usage errors (reported by main())
         except BrokenPipeError:
             raise  # the reader went away (`| head`): handled quietly in main()
         except KeyboardInterrupt:
-            _report("interrupted", ExitCode.FAILURE)
+            _report("interrupted", INTERRUPTED)
         except Exception as error:  # a bug: say so briefly, the traceback with --verbose
             if STATE.verbose:
                 logging.getLogger("followup").exception("internal error")
@@ -90,13 +144,27 @@ class FollowupGroup(TyperGroup):
                     "for the traceback)", ExitCode.FAILURE)
 
 
-def _report(message: str, code: int) -> NoReturn:
-    if STATE.json_mode:
+def _usage_error(error: Any, json_mode: bool) -> int:
+    message = error.format_message()
+    context = getattr(error, "ctx", None)
+    if context is not None and message and "--help" not in message:
+        message = f"{message.rstrip('.')} (see `{context.command_path} --help`)"
+    return _error_line(message, int(getattr(error, "exit_code", ExitCode.INVALID)),
+                       json_mode)
+
+
+def _error_line(message: str, code: int, json_mode: bool) -> int:
+    """The one error shape: a JSON document on stdout (with --json) and one line on stderr."""
+    if json_mode:
         from followup_cli.cli.output import dumps
 
         typer.echo(dumps({"error": {"message": message, "exit_code": int(code)}}))
     typer.echo(f"followup: error: {message}", err=True)
-    raise typer.Exit(int(code))
+    return code
+
+
+def _report(message: str, code: int) -> NoReturn:
+    raise typer.Exit(_error_line(message, code, STATE.json_mode))
 
 
 app = typer.Typer(
@@ -104,7 +172,7 @@ app = typer.Typer(
     name="followup",
     help=ROOT_HELP,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -135,6 +203,17 @@ def root(
     STATE.overrides.update({"DATABASE_URL": database_url, "SCHEDULER_TIMEZONE": timezone})
     STATE.verbose = verbose
     logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
+    _warn_about_the_environment()
+
+
+def _warn_about_the_environment() -> None:
+    """A misspelled setting would silently leave its default in force: say so, every time."""
+    import os
+
+    from followup_cli.settings import suspicious_variables
+
+    for warning in suspicious_variables(os.environ):
+        typer.echo(f"followup: warning: {warning}", err=True)
 
 
 app.add_typer(schedule_cmds.app, name="schedule")
@@ -161,6 +240,9 @@ def main(argv: list[str] | None = None) -> None:
     _configure_logging()
     try:
         app(args=argv, prog_name="followup")
+    except KeyboardInterrupt:  # between commands' own handling (start-up, shutdown)
+        sys.stderr.write("followup: error: interrupted\n")
+        sys.exit(INTERRUPTED)
     except BrokenPipeError:
         # Python's advice: point stdout at devnull so the interpreter's final flush is quiet.
         import os

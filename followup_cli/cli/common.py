@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -19,6 +22,40 @@ JsonOpt = Annotated[
 YesOpt = Annotated[
     bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (for cron and scripts).")
 ]
+
+
+# The schema's values, spelled here so that --help need not import SQLAlchemy (a test
+# holds them equal to followup_cli.db.schema's).
+class Status(StrEnum):
+    pending = "pending"
+    processing = "processing"
+    executed = "executed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class TriggerType(StrEnum):
+    post_event = "post_event"
+    reengagement = "reengagement"
+
+
+def finite(value: float | None) -> float | None:
+    """Click's FLOAT takes 'nan' and 'inf', which no range check refuses."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def positive(value: float) -> float:
+    """A finite number above 0 (Typer has no open interval)."""
+    if not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value} is not a number above 0")
+    return value
+
+
+TriggerTypeOpt = Annotated[TriggerType | None, typer.Option(
+    "--trigger-type", metavar="TYPE", help="post_event or reengagement.",
+    case_sensitive=False)]
 
 
 @dataclass
@@ -45,6 +82,15 @@ def context(**overrides: Any) -> Context:
     return Context(settings(**overrides))
 
 
+def warn_if_embedded(current: Settings) -> None:
+    """A pass on the embedded database under cron is most likely a missing or misspelled
+    DATABASE_URL: say so on stderr every time (an explicit sqlite:/// URL is silent)."""
+    if current.database_is_default and not sys.stdout.isatty():
+        typer.echo(f"followup: warning: DATABASE_URL is not set: this pass uses the embedded "
+                   f"database {current.database_display} (set DATABASE_URL; "
+                   "DATABASE_URL=sqlite:///PATH silences this)", err=True)
+
+
 def output(json_mode: bool) -> Output:
     STATE.json_mode = json_mode
     return Output(json_mode=json_mode)
@@ -59,8 +105,6 @@ def confirm(out: Output, question: str, yes: bool) -> bool:
     """Ask on a terminal; without one (cron, scripts) refuse unless --yes was given."""
     if yes:
         return True
-    import sys
-
     from followup_cli.errors import InputError
 
     if not sys.stdin.isatty():

@@ -6,7 +6,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from followup_cli.cli.common import JsonOpt, output, settings
+from followup_cli.cli.common import JsonOpt, output, positive, settings, warn_if_embedded
+
+# Spelled here so that --help does not import the engine (a test holds them equal to
+# followup_cli.service.delivery's MAX_BATCH and MAX_CONCURRENCY).
+MAX_BATCH = 10_000
+MAX_CONCURRENCY = 64
+MAX_TIME_BUDGET = 86_400.0
 
 if TYPE_CHECKING:
     from followup_cli.cli.output import Output
@@ -53,20 +59,20 @@ def _show_dry_run(out: Output, result: PassResult) -> None:
 
 
 def run_due(
-    batch_size: Annotated[str | None, typer.Option(
-        "--batch-size", metavar="N",
-        help="The most follow-ups one claim takes, 1-10000 [default: 1000; slow senders "
-             "claim about a second of work at a time].")] = None,
-    limit: Annotated[str | None, typer.Option(
-        "--limit", metavar="N", help="Deliver at most N follow-ups in this pass.")] = None,
-    concurrency: Annotated[str | None, typer.Option(
-        "--concurrency", metavar="N",
-        help="Sends in parallel (threads), 1-64 [default: 1]; claims and write-backs stay "
-             "batched.")] = None,
-    time_budget: Annotated[str | None, typer.Option(
-        "--time-budget", metavar="SECONDS",
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", metavar="N", min=1, max=MAX_BATCH,
+        help="The most follow-ups one claim takes, 1-10000; slow senders claim about a "
+             "second of work at a time.")] = 1000,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", metavar="N", min=1, help="Deliver at most N follow-ups in this pass.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(
+        "--concurrency", metavar="N", min=1, max=MAX_CONCURRENCY,
+        help="Sends in parallel (threads), 1-64; claims and write-backs stay batched.")] = 1,
+    time_budget: Annotated[float, typer.Option(
+        "--time-budget", metavar="SECONDS", max=MAX_TIME_BUDGET, callback=positive,
         help="No claim and no new send after this long; unsent claims go back to pending, "
-             "so a pass ends within it plus one send's deadline [default: 50].")] = None,
+             "so a pass ends within it plus one send's deadline.")] = 50.0,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Show what is due and change nothing.")] = False,
     sender: Annotated[str | None, typer.Option(
@@ -98,14 +104,16 @@ def run_due(
     """
     out = output(json)
     from followup_cli.cli.signals import stop_on_signals
-    from followup_cli.service.delivery import pass_options, run_due_for
+    from followup_cli.service.delivery import PassOptions, run_due_for
 
-    options = pass_options(batch_size=batch_size, limit=limit, concurrency=concurrency,
-                           time_budget=time_budget, dry_run=dry_run)
+    options = PassOptions(batch_size=batch_size, limit=limit, concurrency=concurrency,
+                          time_budget=time_budget, dry_run=dry_run)
+    current = settings(FOLLOWUP_SENDER=sender)
+    warn_if_embedded(current)
     # The log sender's channel is stdout: one JSON line per delivery as it is made (with
     # --json, the deliveries go into the one document instead).
-    with stop_on_signals() as stop:
-        result = run_due_for(settings(FOLLOWUP_SENDER=sender), options, stop=stop,
+    with out.progress("delivering") as progress, stop_on_signals() as stop:
+        result = run_due_for(current, options, progress=progress, stop=stop,
                              log_stream=None if json else out.stream)
     _show(out, result)
     if result.signal is not None:

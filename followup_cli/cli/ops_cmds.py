@@ -8,10 +8,29 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from followup_cli.cli.common import JsonOpt, YesOpt, confirm, context, exit_with, output
+from followup_cli.cli.common import (
+    JsonOpt,
+    Status,
+    TriggerTypeOpt,
+    YesOpt,
+    confirm,
+    context,
+    exit_with,
+    finite,
+    output,
+)
+from followup_cli.settings import MAX_DAYS
 
 if TYPE_CHECKING:
     from followup_cli.cli.output import Output
+    from followup_cli.service.browse import (
+        ListPage,
+        TemplateExplanation,
+        TemplateInfo,
+        TemplateList,
+    )
+    from followup_cli.service.bulk_retry import BulkRetryResult
+    from followup_cli.service.maintenance import RetryResult
     from followup_cli.service.monitoring import HealthReport, StatsResult
 
 templates_app = typer.Typer(
@@ -116,7 +135,8 @@ def _show_stats(out: Output, stats: StatsResult) -> None:
 
 def stats(
     days: Annotated[int, typer.Option(
-        "--days", metavar="N", help="Window of the template figures, in days.")] = 7,
+        "--days", metavar="N", min=1, max=MAX_DAYS,
+        help="Window of the template figures, in days.")] = 7,
     fmt: Annotated[StatsFormat, typer.Option(
         "--format", help="text (tables or lines) or prometheus (text exposition).")
     ] = StatsFormat.text,
@@ -154,8 +174,8 @@ def stats(
 
 def cleanup(
     older_than_days: Annotated[float, typer.Option(
-        "--older-than-days", metavar="DAYS", help="Keep rows that ended more recently.")
-    ] = 90,
+        "--older-than-days", metavar="DAYS", min=0, max=MAX_DAYS, callback=finite,
+        help="Keep rows that ended more recently.")] = 90,
     include_failed: Annotated[bool, typer.Option(
         "--include-failed", help="Also delete failed follow-ups (by their last attempt).")
     ] = False,
@@ -200,50 +220,96 @@ def cleanup(
 
 # --- list / show / retry ----------------------------------------------------------------
 
+TABLE_MAX = 1000  # more rows than this are listed as plain lines, even on a terminal
+
+
+def _show_list(out: Output, page: ListPage) -> None:
+    columns = ["id", "user_id", "type", "status", "scheduled_at", "template_id", "retries"]
+
+    def cells(row: dict[str, object]) -> list[object]:
+        return [row["id"], row["user_id"], row["trigger_type"], row["status"],
+                row["scheduled_at"], row["template_id"], row["retry_count"]]
+
+    if not out.terminal or page.shown > TABLE_MAX:
+        from followup_cli.cli.output import Output
+
+        # Streamed, one line per row, whatever the count: constant memory.
+        Output(json_mode=False, stream=out.stream, terminal=False).table(
+            columns, (cells(r) for r in page.rows))
+        return
+    from datetime import UTC, datetime
+
+    def compact(row: dict[str, object]) -> list[object]:
+        values = cells(row)
+        at = values[4]
+        if isinstance(at, datetime):
+            values[4] = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+        return values
+
+    columns[4] = "scheduled (UTC)"
+    out.table(columns, [compact(r) for r in page.rows], whole=("id",),
+              optional=("type", "user_id", "retries", "template_id"))
+    if page.shown < page.total:
+        out.line(f"{page.shown} of {page.total} shown (--limit N for more, --limit 0 for "
+                 "all)", style="dim")
+
+
 def list_cmd(
     user_id: Annotated[str | None, typer.Option("--user-id", metavar="USER",
                                                 help="Only this user's.")] = None,
-    status: Annotated[list[str] | None, typer.Option(
-        "--status", metavar="STATUS",
+    status: Annotated[list[Status] | None, typer.Option(
+        "--status", metavar="STATUS", case_sensitive=False,
         help="pending, processing, executed, failed or cancelled (repeatable).")] = None,
-    trigger_type: Annotated[str | None, typer.Option(
-        "--trigger-type", metavar="TYPE", help="post_event or reengagement.")] = None,
+    trigger_type: TriggerTypeOpt = None,
     since: Annotated[str | None, typer.Option(
         "--since", metavar="TIME", help="scheduled_at at or after this (ISO 8601).")] = None,
     until: Annotated[str | None, typer.Option(
         "--until", metavar="TIME", help="scheduled_at before this (ISO 8601).")] = None,
-    limit: Annotated[int, typer.Option("--limit", metavar="N", help="At most N rows.")] = 50,
+    limit: Annotated[int, typer.Option(
+        "--limit", metavar="N", min=0,
+        help="At most N rows; 0 lists every match, streamed.")] = 50,
     json: JsonOpt = False,
 ) -> None:
     """List follow-ups, newest scheduled first.
 
     Filters combine; times without an offset are read in SCHEDULER_TIMEZONE. Message
-    content is never listed (see `followup show --show-message`).
+    content is never listed (see `followup show --show-message`). `--limit 0` lists every
+    match, read and written a thousand rows at a time, so memory stays flat for millions.
+    With --json the document has `total` (every match), `limit`, `count` (rows listed) and
+    `followups`, one row per line. On a narrow terminal ids stay whole and columns that do
+    not fit are left out (and named).
 
     Example:
 
         followup list --status failed --since 2026-11-01
 
         followup list --user-id u42 --trigger-type post_event --limit 10 --json
+
+        followup list --status failed --limit 0 --json > failed.json
     """
     out = output(json)
-    from followup_cli.service.browse import list_followups
+    from followup_cli.service.browse import browse_followups, summary_json
 
-    result = list_followups(context(), user_id=user_id, statuses=status,
-                            trigger_type=trigger_type, since=since, until=until, limit=limit)
-    if out.json_mode:
-        out.json(result.to_json())
-        return
-    if not result.followups:
-        out.line("no follow-ups matched")
-        return
-    out.table(["id", "user_id", "type", "status", "scheduled_at", "template_id", "retries"],
-              [(r["id"], r["user_id"], r["trigger_type"], r["status"], r["scheduled_at"],
-                r["template_id"], r["retry_count"]) for r in result.followups])
+    with browse_followups(
+            context(), user_id=user_id, statuses=[s.value for s in status or []],
+            trigger_type=None if trigger_type is None else trigger_type.value, since=since,
+            until=until, limit=limit) as page:
+        if out.json_mode:
+            out.json_stream({"total": page.total, "limit": page.limit}, "followups",
+                            (summary_json(r) for r in page.rows), lambda n: {"count": n})
+            return
+        if not page.total:
+            out.line("no follow-ups matched")
+            return
+        _show_list(out, page)
+
+
+IdArg = Annotated[str, typer.Argument(
+    metavar="ID", help="The follow-up id, or a unique prefix of at least 8 characters.")]
 
 
 def show(
-    followup_id: Annotated[str, typer.Argument(metavar="ID", help="The follow-up id.")],
+    followup_id: IdArg,
     show_message: Annotated[bool, typer.Option(
         "--show-message", help="Include the message and custom message (may be personal "
                                "data).")] = False,
@@ -251,17 +317,23 @@ def show(
 ) -> None:
     """Show every column of one follow-up.
 
-    The message content and the custom message are withheld unless --show-message is given,
-    since they may hold personal data. An unknown id exits 2.
+    The id may be shortened to a unique prefix of at least 8 characters, as with git; an
+    ambiguous prefix exits 2 listing the ids it starts. The message content and the custom
+    message are withheld unless --show-message is given, since they may hold personal data.
+    An unknown id exits 2.
 
     Example:
 
         followup show 5f0c6d1e-8a8f-4c1e-9f59-2f7d0c6f1b2a --show-message
+
+        followup show 5f0c6d1e
     """
     out = output(json)
     from followup_cli.service.browse import HIDDEN, show_followup
+    from followup_cli.service.ids import resolve_id
 
-    result = show_followup(context(), followup_id, show_message=show_message)
+    ctx = context()
+    result = show_followup(ctx, resolve_id(ctx, followup_id), show_message=show_message)
     if out.json_mode:
         out.json(result.to_json())
         return
@@ -274,44 +346,108 @@ def show(
     out.fields(pairs)
 
 
+RETRY_TEXT = {
+    "retried": "{id}: pending again, due now",
+    "not_found": "{id}: no such follow-up",
+    "not_failed": "{id}: not failed (it is {status}), left as it is",
+    "live_reengagement": "{id}: the user already has a pending re-engagement, left failed",
+    "at_cap": "{id}: the user is at FOLLOWUP_MAX_PENDING_PER_USER, left failed",
+    "duplicate_pending": "{id}: a pending post-event follow-up of the user is within a day "
+                         "of this event, left failed",
+}
+
+
+def _show_retry(out: Output, result: RetryResult) -> None:
+    if out.json_mode:
+        out.json(result.to_json())
+        return
+    for o in result.outcomes:
+        out.line(RETRY_TEXT[o.outcome].format(id=o.id, status=o.status),
+                 style=None if o.exit_code == 0 else "red")
+
+
+def _show_bulk_retry(out: Output, result: BulkRetryResult) -> None:
+    if out.json_mode:
+        out.json(result.to_json())
+        return
+    if not result.matched:
+        out.line("no failed follow-ups matched")
+        return
+    others = ", ".join(f"{n} {k}" for k, n in sorted(result.counts.items()) if k != "retried")
+    out.line(f"retried {result.retried} of {result.matched} failed follow-ups (due now)"
+             + (f"; {others}" if others else ""))
+    for o in result.refused:
+        out.line(RETRY_TEXT[o.outcome].format(id=o.id, status=o.status), style="red")
+    hidden = sum(n for k, n in result.counts.items() if k in RETRY_TEXT and k not in (
+        "retried", "not_found", "not_failed")) - len(result.refused)
+    if hidden > 0:
+        out.line(f"... and {hidden} more left failed (see --json or `followup list --status "
+                 "failed`)")
+
+
 def retry(
-    ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Failed follow-up ids.")],
+    ids: Annotated[list[str] | None, typer.Argument(
+        metavar="[ID]...", show_default=False,
+        help="Failed follow-up ids (or unique prefixes of at least 8 characters).")] = None,
+    failed: Annotated[bool, typer.Option(
+        "--failed", help="Retry every failed follow-up matching the filters below.")
+    ] = False,
+    user_id: Annotated[str | None, typer.Option(
+        "--user-id", metavar="USER", help="With --failed: only this user's.")] = None,
+    trigger_type: TriggerTypeOpt = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", metavar="TIME",
+        help="With --failed: only those that failed (last attempt) at or after this "
+             "(ISO 8601).")] = None,
     json: JsonOpt = False,
 ) -> None:
     """Put failed follow-ups back to pending, due now.
 
     Each gets a fresh retry budget (retry_count 0) and is delivered by the next run-due;
     scheduled_at is kept, so the delay metric still counts from it, and the last
-    error_message stays until the next attempt. An unknown id exits 2; one that is not
-    failed (or a re-engagement whose user already has a pending one) exits 3; with several
-    ids the highest code wins.
+    error_message stays until the next attempt. A retry may not take a user past
+    FOLLOWUP_MAX_PENDING_PER_USER, duplicate a pending post-event within a day, or add a
+    second pending re-engagement: those are left failed (exit 3).
+
+    By id: ids may be unique prefixes of at least 8 characters; an unknown id exits 2, one
+    that is not failed exits 3; with several ids the highest code wins.
+
+    With --failed: every failed follow-up that matches --user-id, --trigger-type and
+    --since, however many, a few hundred per transaction; exit 3 when a rule left some
+    failed, else 0.
 
     Example:
 
         followup retry 5f0c6d1e-8a8f-4c1e-9f59-2f7d0c6f1b2a
 
-        followup list --status failed --json | jq -r '.followups[].id' | xargs followup retry
+        followup retry --failed --since 2026-11-26T08:00
     """
     out = output(json)
+    from followup_cli.errors import InputError
+
+    filters = {"--user-id": user_id, "--trigger-type": trigger_type, "--since": since}
+    if failed and ids:
+        raise InputError("give follow-up ids or --failed, not both")
+    if not failed:
+        given = [name for name, value in filters.items() if value is not None]
+        if given:
+            raise InputError(f"{given[0]} goes with --failed")
+        if not ids:
+            raise InputError("give follow-up ids, or --failed to retry every failed one")
+    ctx = context()
+    if failed:
+        from followup_cli.service.bulk_retry import retry_failed
+
+        bulk = retry_failed(ctx, user_id=user_id, since=since,
+                            trigger_type=None if trigger_type is None else trigger_type.value)
+        _show_bulk_retry(out, bulk)
+        exit_with(bulk.exit_code)
+        return
+    from followup_cli.service.ids import resolve_ids
     from followup_cli.service.maintenance import retry as run_retry
 
-    result = run_retry(context(), ids)
-    if out.json_mode:
-        out.json(result.to_json())
-    else:
-        for o in result.outcomes:
-            text = {
-                "retried": f"{o.id}: pending again, due now",
-                "not_found": f"{o.id}: no such follow-up",
-                "not_failed": f"{o.id}: not failed (it is {o.status}), left as it is",
-                "live_reengagement": f"{o.id}: the user already has a pending "
-                                     "re-engagement, left failed",
-                "at_cap": f"{o.id}: the user is at FOLLOWUP_MAX_PENDING_PER_USER, left "
-                          "failed",
-                "duplicate_pending": f"{o.id}: a pending post-event follow-up of the user "
-                                     "is within a day of this event, left failed",
-            }[o.outcome]
-            out.line(text, style=None if o.exit_code == 0 else "red")
+    result = run_retry(ctx, resolve_ids(ctx, list(ids or [])))
+    _show_retry(out, result)
     exit_with(result.exit_code)
 
 
@@ -365,13 +501,23 @@ def templates_list(json: JsonOpt = False) -> None:
     out = output(json)
     from followup_cli.service.browse import list_templates
 
-    result = list_templates(context())
+    _show_templates(out, list_templates(context()))
+
+
+def _show_templates(out: Output, result: TemplateList) -> None:
     if out.json_mode:
         out.json(result.to_json())
         return
+    from pathlib import Path
+
+    def source(t: TemplateInfo) -> str:  # the file's name: its path is in the header
+        return t.source if t.source == "built-in" else Path(t.source).name
+
+    if result.templates_file:
+        out.line(f"templates file: {result.templates_file}")
     out.table(["id", "source", "placeholders", "first line"],
-              [(t.id, t.source, ", ".join(t.placeholders) or "-", t.first_line)
-               for t in result.templates])
+              [(t.id, source(t), ", ".join(t.placeholders) or "-", t.first_line)
+               for t in result.templates], whole=("id",), first_line=("first line",))
 
 
 @templates_app.command("preview")
@@ -381,8 +527,9 @@ def templates_preview(
         "--event-date", metavar="TIME", help="For {event_date} (ISO 8601).")] = None,
     booking_id: Annotated[str | None, typer.Option(
         "--booking-id", metavar="ID", help="For {booking_id}.")] = None,
-    days_inactive: Annotated[str | None, typer.Option(
-        "--days-inactive", metavar="N", help="For {days_inactive}.")] = None,
+    days_inactive: Annotated[int | None, typer.Option(
+        "--days-inactive", metavar="N", min=0, max=MAX_DAYS, help="For {days_inactive}.")
+    ] = None,
     custom_message: Annotated[str | None, typer.Option(
         "--custom-message", metavar="TEXT", help="For {custom_message}.")] = None,
     json: JsonOpt = False,
@@ -409,6 +556,52 @@ def templates_preview(
                 ("sample values", ", ".join(result.sampled) or "-")])
     out.line("")
     out.line(result.message)
+
+
+def _show_explanation(out: Output, result: TemplateExplanation) -> None:
+    if out.json_mode:
+        out.json(result.to_json())
+        return
+    from followup_cli.store.conversations import EMOTION_WINDOW
+
+    if not result.conversation_found:
+        out.line(f"conversation {result.conversation_id!r} is not stored (yet): it gets "
+                 "the neutral templates", style="yellow")
+    if result.messages:
+        out.table(["time", "role", "emotion score"],
+                  [(m.created_at, m.role, m.emotion_score) for m in result.messages],
+                  title=f"last {len(result.messages)} scored messages (of at most "
+                        f"{EMOTION_WINDOW}), newest first")
+    elif result.conversation_found:
+        out.line("no scored messages: the neutral templates apply")
+    out.fields([("mean", "no scores" if result.mean is None else f"{result.mean:g}"),
+                ("band", result.band)]
+               + [(f"{kind} template", f"{t.id} ({t.source})")
+                  for kind, t in result.templates.items()])
+
+
+@templates_app.command("explain")
+def templates_explain(
+    conversation_id: Annotated[str, typer.Option(
+        "--conversation-id", metavar="CONV", help="The conversation to explain.")],
+    json: JsonOpt = False,
+) -> None:
+    """Show why a conversation gets the template it gets.
+
+    Lists the conversation's last 5 messages that carry an emotion score (time, role and
+    score; never the content), their mean rounded to 6 decimals as the rules round it, the
+    band (high from 0.7, neutral from 0.4, else low; no scores: neutral) and the template
+    each trigger type would get, with the same functions scheduling uses. The guide's
+    "wrong template selected" check.
+
+    Example:
+
+        followup templates explain --conversation-id c7
+    """
+    out = output(json)
+    from followup_cli.service.browse import explain_templates
+
+    _show_explanation(out, explain_templates(context(), conversation_id))
 
 
 def register(root: typer.Typer) -> None:

@@ -2,56 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
-from followup_cli.cli.common import JsonOpt, YesOpt, context, output
-
-if TYPE_CHECKING:
-    from followup_cli.cli.output import Output
+from followup_cli.cli.common import JsonOpt, YesOpt, context, output, warn_if_embedded
 
 conversations_app = typer.Typer(
     help="Load conversation history (backfills, trials).", no_args_is_help=True,
     rich_markup_mode="markdown")
 
-# A progress bar is worth drawing only for a run this large.
-PROGRESS_MIN = 2000
-
 FileArg = Annotated[str, typer.Argument(
     metavar="FILE", help="The file to read; - reads standard input.", show_default=False)]
-
-
-@contextlib.contextmanager
-def _progress(out: Output, label: str
-              ) -> Iterator[Callable[[int, int | None], None] | None]:
-    """A rich progress bar on a terminal, started once the work turns out large; nothing
-    under cron or with --json."""
-    if not out.terminal:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    bar: dict[str, Any] = {}
-    progress = Progress("[progress.description]{task.description}", BarColumn(),
-                        MofNCompleteColumn(), TimeElapsedColumn(), console=out.console,
-                        transient=True)
-
-    def update(done: int, total: int | None) -> None:
-        if total is not None and total < PROGRESS_MIN:
-            return
-        if "task" not in bar:
-            progress.start()
-            bar["task"] = progress.add_task(label, total=total)
-        progress.update(bar["task"], completed=done)
-
-    try:
-        yield update
-    finally:
-        if "task" in bar:
-            progress.stop()
 
 
 def scan_inactive(
@@ -84,7 +46,9 @@ def scan_inactive(
     from followup_cli.service.scanning import scan_inactive as scan
 
     ctx = context()
-    with _progress(out, "scheduling re-engagements") as progress:
+    warn_if_embedded(ctx.settings)
+    label = "finding inactive users" if dry_run else "scheduling re-engagements"
+    with out.progress(label) as progress:
         result = scan(ctx, ScanOptions(dry_run=dry_run, limit=limit), progress)
     if out.json_mode:
         out.json(result.to_json())
@@ -133,7 +97,7 @@ def import_cmd(
     from followup_cli.service.importing import import_schedule
 
     ctx = context()
-    with _progress(out, "scheduling") as progress:
+    with out.progress("scheduling") as progress:
         result = import_schedule(ctx, file, fmt=fmt, progress=progress)
     if out.json_mode:
         out.json(result.to_json())
@@ -167,7 +131,8 @@ def conversations_import(file: FileArg, json: JsonOpt = False) -> None:
     out = output(json)
     from followup_cli.service.history import import_history
 
-    result = import_history(context(), file)
+    with out.progress("importing messages") as progress:
+        result = import_history(context(), file, progress=progress)
     if out.json_mode:
         out.json(result.to_json())
         return

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from followup_cli.cli.common import JsonOpt, context, exit_with, output
+from followup_cli.cli.common import JsonOpt, TriggerTypeOpt, context, exit_with, finite, output
+from followup_cli.settings import MAX_DAYS, MAX_DELAY_HOURS
 
 if TYPE_CHECKING:
     from followup_cli.cli.output import Output
@@ -60,8 +61,8 @@ def post_event(
     custom_message: Annotated[str | None, typer.Option(
         "--custom-message", metavar="TEXT",
         help="For the {custom_message} placeholder (at most 2,000 characters).")] = None,
-    delay_hours: Annotated[str | None, typer.Option(
-        "--delay-hours", metavar="HOURS",
+    delay_hours: Annotated[float | None, typer.Option(
+        "--delay-hours", metavar="HOURS", min=0, max=MAX_DELAY_HOURS, callback=finite,
         help="Elapsed hours after the event [default: FOLLOWUP_DELAY_HOURS, 24].")] = None,
     template: TemplateOpt = None,
     json: JsonOpt = False,
@@ -94,8 +95,8 @@ def reengagement(
     conversation_id: Annotated[str | None, typer.Option(
         "--conversation-id", metavar="CONV",
         help="Conversation for the template [default: the user's most recent].")] = None,
-    days_inactive: Annotated[str | None, typer.Option(
-        "--days-inactive", metavar="DAYS",
+    days_inactive: Annotated[int | None, typer.Option(
+        "--days-inactive", metavar="DAYS", min=0, max=MAX_DAYS,
         help="For {days_inactive} [default: days since the user's last message].")] = None,
     at: Annotated[str | None, typer.Option(
         "--at", metavar="TIME", help="When to send, ISO 8601 [default: now].")] = None,
@@ -140,18 +141,20 @@ def _show_cancel(out: Output, result: CancelResult) -> None:
 
 def cancel(
     ids: Annotated[list[str] | None, typer.Argument(
-        metavar="[ID]...", help="Follow-up ids to cancel.", show_default=False)] = None,
+        metavar="[ID]...", show_default=False,
+        help="Follow-up ids to cancel (or unique prefixes of at least 8 characters).")
+    ] = None,
     user_id: Annotated[str | None, typer.Option(
         "--user-id", metavar="USER", help="Cancel every pending follow-up of this user.")
     ] = None,
-    trigger_type: Annotated[str | None, typer.Option(
-        "--trigger-type", metavar="TYPE",
-        help="With --user-id: only post_event or only reengagement.")] = None,
+    trigger_type: TriggerTypeOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Cancel pending follow-ups by id, or all of one user's.
 
-    Cancelling one that is already cancelled succeeds. An unknown id exits 2; one that was
+    An id may be shortened to a unique prefix of at least 8 characters; an ambiguous prefix
+    exits 2 listing the ids it starts, and nothing is cancelled. --trigger-type goes with
+    --user-id. Cancelling one that is already cancelled succeeds. An unknown id exits 2; one that was
     executed, failed or is being delivered right now cannot be cancelled (exit 3). With
     several ids each is handled and the exit code is the highest of theirs.
 
@@ -163,6 +166,7 @@ def cancel(
     """
     out = output(json)
     from followup_cli.errors import InputError
+    from followup_cli.service.ids import resolve_ids
     from followup_cli.service.requests import require_id
     from followup_cli.service.scheduling import cancel_ids, cancel_user
 
@@ -172,9 +176,10 @@ def cancel(
         raise InputError("--trigger-type goes with --user-id")
     ctx = context()
     if user_id is not None:
-        result = cancel_user(ctx, require_id("user_id", user_id), trigger_type)
+        result = cancel_user(ctx, require_id("user_id", user_id),
+                             None if trigger_type is None else trigger_type.value)
     else:
-        result = cancel_ids(ctx, list(ids or []))
+        result = cancel_ids(ctx, resolve_ids(ctx, list(ids or [])) if ids else [])
     _show_cancel(out, result)
     exit_with(result.exit_code)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
-from followup_cli.errors import DatabaseError, DeliveryError, InputError, SettingsError
+from followup_cli.errors import DatabaseError, DeliveryError, InputError
 from followup_cli.service.backoff import after_failure
 from followup_cli.service.senders import (
     Sender,
@@ -36,7 +36,7 @@ from followup_cli.service.senders import (
     close_sender,
     is_batch,
 )
-from followup_cli.settings import Settings, parse_number
+from followup_cli.settings import Settings
 from followup_cli.timeutil import iso, utcnow
 
 if TYPE_CHECKING:
@@ -161,45 +161,16 @@ def window_open(settings: Settings, now: datetime) -> bool:
     return window is None or window.contains(now.astimezone(settings.timezone).time())
 
 
-def pass_options(*, batch_size: str | None = None, limit: str | None = None,
-                 concurrency: str | None = None, time_budget: str | None = None,
-                 dry_run: bool = False) -> PassOptions:
-    """PassOptions from command-line text; a bad value is an InputError naming its option."""
-    defaults = PassOptions()
-
-    def pick(name: str, raw: str | None, default: float, *, integer: bool) -> float:
-        if raw is None or not raw.strip():
-            return default
-        return parse_number(name, raw, integer=integer)
-
-    options = PassOptions(
-        batch_size=int(pick("--batch-size", batch_size, defaults.batch_size, integer=True)),
-        limit=None if limit is None else int(pick("--limit", limit, 0, integer=True)),
-        concurrency=int(pick("--concurrency", concurrency, defaults.concurrency,
-                             integer=True)),
-        time_budget=pick("--time-budget", time_budget, defaults.time_budget, integer=False),
-        dry_run=dry_run,
-    )
-    _validate(options)
-    return options
-
-
 def _validate(options: PassOptions) -> None:
+    """The CLI types and bounds these already; callers of the service get the same rules."""
     if not 1 <= options.batch_size <= MAX_BATCH:
-        raise InputError(f"--batch-size: must be between 1 and {MAX_BATCH}")
+        raise InputError(f"batch size: must be between 1 and {MAX_BATCH}")
     if options.limit is not None and options.limit < 1:
-        raise InputError("--limit: must be at least 1")
+        raise InputError("limit: must be at least 1")
     if not 1 <= options.concurrency <= MAX_CONCURRENCY:
-        raise InputError(f"--concurrency: must be between 1 and {MAX_CONCURRENCY}")
+        raise InputError(f"concurrency: must be between 1 and {MAX_CONCURRENCY}")
     if not options.time_budget > 0:
-        raise InputError("--time-budget: must be more than 0 seconds")
-
-
-def _require_sender(settings: Settings) -> None:
-    if not settings.sender:
-        raise SettingsError(
-            "FOLLOWUP_SENDER: not set; with a DATABASE_URL the sender must be chosen "
-            "(webhook:URL, command:CMD, file:PATH, or log to print deliveries on stdout)")
+        raise InputError("time budget: must be more than 0 seconds")
 
 
 def run_due_for(settings: Settings, options: PassOptions | None = None, *,
@@ -209,10 +180,10 @@ def run_due_for(settings: Settings, options: PassOptions | None = None, *,
     is decided and recorded on the raw driver without importing SQLAlchemy (most passes are
     idle, and that import is most of their cost); otherwise the full pass runs.
     `log_stream` is where the log sender prints deliveries (None: into the result)."""
+    settings.require_sender()  # exit 2 naming FOLLOWUP_SENDER, before anything is claimed
     options = options or PassOptions()
     _validate(options)
     if settings.enabled and not options.dry_run:
-        _require_sender(settings)
         idle = _idle_pass(settings)
         if idle is not None:
             return idle
@@ -264,6 +235,8 @@ def run_due(ctx: Context, options: PassOptions | None = None, *,
     follow-up); raises DatabaseError when the database fails for longer than
     DB_RETRY_SECONDS (what was not written back stays leased and is delivered again after
     the lease)."""
+    if sender is None:  # the demo and tests pass their own sender
+        ctx.settings.require_sender()
     options = options or PassOptions()
     _validate(options)
     started = time.monotonic()
@@ -276,7 +249,6 @@ def run_due(ctx: Context, options: PassOptions | None = None, *,
         return _dry_run(ctx, options, now, is_open, started)
     own = sender is None
     if sender is None:
-        _require_sender(ctx.settings)
         sender = build_sender(ctx.settings, concurrency=options.concurrency)
     try:
         return _Pass(ctx, options, sender, now, is_open, started, progress,

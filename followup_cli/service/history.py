@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,6 +36,9 @@ FIELDS = ("conversation_id", "user_id", "role", "content", "emotion_score", "cre
           "message_id", "title")
 ROLES = ("user", "assistant", "system")
 MAX_CONTENT = 100_000
+INSERT_BATCH = 1000  # messages per INSERT: progress can be reported between them
+# (done, total): lines read while the total is unknown (None), then messages written.
+Progress = Callable[[int, int | None], None]
 
 
 @dataclass(frozen=True)
@@ -114,25 +117,33 @@ def parse_message(line: int, record: dict[str, Any], ctx: Context) -> MessageRow
                       created_at, text.get("title"))
 
 
-def parse_messages(lines: Iterable[str], ctx: Context) -> list[MessageRow]:
-    return [parse_message(n, rec, ctx) for n, rec in jsonl_records(lines)]
+def parse_messages(lines: Iterable[str], ctx: Context, progress: Progress | None = None
+                   ) -> list[MessageRow]:
+    rows = []
+    for n, rec in jsonl_records(lines):
+        rows.append(parse_message(n, rec, ctx))
+        if progress is not None and len(rows) % INSERT_BATCH == 0:
+            progress(len(rows), None)
+    return rows
 
 
-def import_history(ctx: Context, path: str) -> HistoryResult:
-    """Validate every line, then write all conversations and messages in one transaction."""
+def import_history(ctx: Context, path: str, *, progress: Progress | None = None
+                   ) -> HistoryResult:
+    """Validate every line, then write all conversations and messages in one transaction.
+    `progress(done, total)` hears of the lines read (total None), then of the writes."""
     stream, name = open_source(path)
     try:
-        rows = parse_messages(stream, ctx)
+        rows = parse_messages(stream, ctx, progress)
     except UnicodeDecodeError:
         raise InputError(f"{name}: not UTF-8 text") from None
     finally:
         if stream is not sys.stdin:
             stream.close()
-    return import_messages(ctx, rows, source=name)
+    return import_messages(ctx, rows, source=name, progress=progress)
 
 
-def import_messages(ctx: Context, rows: list[MessageRow], *, source: str = "<rows>"
-                    ) -> HistoryResult:
+def import_messages(ctx: Context, rows: list[MessageRow], *, source: str = "<rows>",
+                    progress: Progress | None = None) -> HistoryResult:
     result = HistoryResult(source=source, lines=len(rows))
     owners_in_file: dict[str, MessageRow] = {}
     for row in rows:
@@ -170,7 +181,10 @@ def import_messages(ctx: Context, rows: list[MessageRow], *, source: str = "<row
                 "user_id": row.user_id, "role": row.role, "content": row.content,
                 "emotion_score": row.emotion_score, "created_at": row.created_at})
         history.insert_conversations(conn, list(new_conversations.values()))
-        history.insert_messages(conn, messages)
+        for start in range(0, len(messages), INSERT_BATCH):
+            history.insert_messages(conn, messages[start:start + INSERT_BATCH])
+            if progress is not None:
+                progress(min(start + INSERT_BATCH, len(messages)), len(messages))
     result.conversations_created = len(new_conversations)
     result.messages_imported = len(messages)
     log.info("history import of %s: %d conversations, %d messages, %d skipped", source,

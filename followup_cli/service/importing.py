@@ -118,7 +118,7 @@ def detect_format(name: str, explicit: str | None, first_line: str) -> str:
         if fmt == "json":
             fmt = "jsonl"
         if fmt not in FORMATS:
-            raise InputError(f"--format: {explicit!r} is not jsonl or csv")
+            raise InputError(f"format: {explicit!r} is not jsonl or csv")
         return fmt
     suffix = Path(name).suffix.lower()
     if suffix == ".csv":

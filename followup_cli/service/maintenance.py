@@ -61,7 +61,7 @@ def cleanup(ctx: Context, *, older_than_days: float = DEFAULT_RETENTION_DAYS,
     transaction. Executed rows go by executed_at, failed by their last attempt, cancelled
     by cancelled_at."""
     if not 0 <= older_than_days <= MAX_DAYS:  # also refuses NaN and infinity
-        raise InputError(f"--older-than-days: {older_than_days:g} must be from 0 to "
+        raise InputError(f"retention: {older_than_days:g} days must be from 0 to "
                          f"{MAX_DAYS}")
     if batch < 1:
         raise InputError("batch size must be at least 1")

@@ -232,7 +232,7 @@ def local_days(now: datetime, zone: ZoneInfo, count: int) -> list[tuple[date, da
 def collect_stats(ctx: Context, days: int = 7) -> StatsResult:
     """The guide's key metrics 1–5 and template performance over the last `days` days."""
     if not 1 <= days <= MAX_DAYS:
-        raise InputError(f"--days: {days} must be between 1 and {MAX_DAYS}")
+        raise InputError(f"days: {days} must be between 1 and {MAX_DAYS}")
     now = ctx.now()
     zone = ctx.settings.timezone
     calendar = local_days(now, zone, RATE_DAYS)

@@ -106,7 +106,7 @@ def scan_inactive(ctx: Context, options: ScanOptions | None = None,
     or more whose current inactivity period has none yet."""
     options = options or ScanOptions()
     if options.limit is not None and options.limit < 0:
-        raise InputError("--limit: must not be negative")
+        raise InputError("limit: must not be negative")
     settings = ctx.settings
     result = ScanResult(dry_run=options.dry_run, inactive_days=settings.inactive_days)
     if not settings.enabled:
@@ -117,7 +117,7 @@ def scan_inactive(ctx: Context, options: ScanOptions | None = None,
     now = ctx.now()
     result.cutoff = now - timedelta(days=settings.inactive_days)
     if options.dry_run:
-        _scan_batches(ctx, result, options, now, templates, None)
+        _scan_batches(ctx, result, options, now, templates, progress)
         return result
 
     run_id = new_id()

@@ -428,7 +428,7 @@ def build_sender(settings: Settings, *, log_stream: TextIO | None = None,
                  concurrency: int = 1) -> Sender:
     """The sender named by FOLLOWUP_SENDER. A send's deadline is at most a quarter of the
     lease, so the pass's lease renewals always stay ahead of any send in flight."""
-    spec = settings.sender
+    spec = settings.require_sender()
     ceiling = max(1.0, settings.lease_seconds / 4)
     if spec == "log":
         return LogSender(log_stream)

@@ -4,6 +4,7 @@ application writes."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,15 +16,35 @@ from followup_cli.db.schema import ai_messages as msg
 EMOTION_WINDOW = 5  # the conversation's last N scored messages choose the template
 
 
-def recent_scores(conn: sa.Connection, conversation_id: str) -> list[float]:
-    """The newest EMOTION_WINDOW emotion scores of one conversation."""
+@dataclass(frozen=True)
+class ScoredMessage:
+    """What template choice sees of a message: never its content."""
+
+    created_at: datetime
+    role: str
+    emotion_score: float
+
+
+def recent_scored_messages(conn: sa.Connection, conversation_id: str) -> list[ScoredMessage]:
+    """The newest EMOTION_WINDOW messages of one conversation that carry an emotion score,
+    newest first."""
     rows = conn.execute(
-        sa.select(msg.c.emotion_score)
+        sa.select(msg.c.created_at, msg.c.role, msg.c.emotion_score)
         .where(msg.c.conversation_id == conversation_id, msg.c.emotion_score.is_not(None))
         .order_by(msg.c.created_at.desc(), msg.c.id.desc())
         .limit(EMOTION_WINDOW)
     )
-    return [float(r[0]) for r in rows]
+    return [ScoredMessage(r[0], str(r[1]), float(r[2])) for r in rows]
+
+
+def recent_scores(conn: sa.Connection, conversation_id: str) -> list[float]:
+    """The newest EMOTION_WINDOW emotion scores of one conversation."""
+    return [m.emotion_score for m in recent_scored_messages(conn, conversation_id)]
+
+
+def conversation_exists(conn: sa.Connection, conversation_id: str) -> bool:
+    return conn.execute(
+        sa.select(conv.c.id).where(conv.c.id == conversation_id)).first() is not None
 
 
 def recent_scores_many(conn: sa.Connection, conversation_ids: Iterable[str]

@@ -7,7 +7,7 @@ means the scheduler zone's day on both databases.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -133,6 +133,55 @@ def template_counts(conn: sa.Connection, since: datetime) -> list[tuple[str | No
     return [(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
 
 
+@dataclass(frozen=True)
+class ListFilter:
+    """What `followup list` selects; every field optional."""
+
+    user_id: str | None = None
+    statuses: Sequence[str] = ()
+    trigger_type: str | None = None
+    since: datetime | None = None  # scheduled_at at or after
+    until: datetime | None = None  # scheduled_at before
+
+    def conditions(self) -> list[sa.ColumnElement[bool]]:
+        cond: list[sa.ColumnElement[bool]] = []
+        if self.user_id is not None:
+            cond.append(sf.c.user_id == self.user_id)
+        if self.statuses:
+            cond.append(sf.c.status.in_(list(self.statuses)))
+        if self.trigger_type is not None:
+            cond.append(sf.c.trigger_type == self.trigger_type)
+        if self.since is not None:
+            cond.append(sf.c.scheduled_at >= self.since)
+        if self.until is not None:
+            cond.append(sf.c.scheduled_at < self.until)
+        return cond
+
+
+def count_followups(conn: sa.Connection, where: ListFilter) -> int:
+    """How many follow-ups match (`list --json`'s total)."""
+    return int(conn.execute(
+        sa.select(sa.func.count()).select_from(sf).where(*where.conditions())).scalar_one())
+
+
+def iter_followups(conn: sa.Connection, where: ListFilter, *, limit: int | None,
+                   batch: int = 1000) -> Iterator[dict[str, Any]]:
+    """Matching follow-ups, newest scheduled first, without message content, fetched
+    `batch` rows at a time (a server-side cursor on PostgreSQL), so memory stays flat
+    however many there are. `limit` None: all of them."""
+    columns = [c for c in sf.c if c.name not in ("message_content", "trigger_data")]
+    query = (sa.select(*columns).where(*where.conditions())
+             .order_by(sf.c.scheduled_at.desc(), sf.c.id.desc()))
+    if limit is not None:
+        query = query.limit(limit)
+    result = conn.execute(query, execution_options={"yield_per": batch})
+    try:
+        for row in result.mappings():
+            yield dict(row)
+    finally:
+        result.close()
+
+
 def list_followups(
     conn: sa.Connection,
     *,
@@ -144,21 +193,5 @@ def list_followups(
     limit: int = 50,
 ) -> list[dict[str, Any]]:
     """A page of follow-ups, newest scheduled first, without message content."""
-    cond: list[sa.ColumnElement[bool]] = []
-    if user_id is not None:
-        cond.append(sf.c.user_id == user_id)
-    if statuses:
-        cond.append(sf.c.status.in_(list(statuses)))
-    if trigger_type is not None:
-        cond.append(sf.c.trigger_type == trigger_type)
-    if since is not None:
-        cond.append(sf.c.scheduled_at >= since)
-    if until is not None:
-        cond.append(sf.c.scheduled_at < until)
-    columns = [c for c in sf.c if c.name not in ("message_content", "trigger_data")]
-    rows = conn.execute(
-        sa.select(*columns).where(*cond)
-        .order_by(sf.c.scheduled_at.desc(), sf.c.id.desc())
-        .limit(limit)
-    ).mappings()
-    return [dict(r) for r in rows]
+    where = ListFilter(user_id, statuses, trigger_type, since, until)
+    return list(iter_followups(conn, where, limit=limit))

@@ -18,7 +18,9 @@ runner = CliRunner()
 
 
 def run(url: str, *args: str, **env: str) -> Result:
-    return runner.invoke(app, ["run-due", *args], env={"DATABASE_URL": url, **env})
+    # With a DATABASE_URL the sender must be chosen explicitly; `log` unless a test says.
+    return runner.invoke(app, ["run-due", *args],
+                         env={"DATABASE_URL": url, "FOLLOWUP_SENDER": "log", **env})
 
 
 def seed(url: str, n: int) -> list[str]:
@@ -127,7 +129,8 @@ def test_bad_sender_is_exit_2(sqlite_url: str) -> None:
 
 def test_unreachable_database_is_exit_4() -> None:
     result = runner.invoke(app, ["run-due", "--json"],
-                           env={"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere"})
+                           env={"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere",
+                                "FOLLOWUP_SENDER": "log"})
     assert result.exit_code == 4, result.output
     doc = json.loads(result.stdout)
     assert doc["error"]["exit_code"] == 4

@@ -57,7 +57,7 @@ def test_list_never_carries_message_content(ctx: Context) -> None:
 
 
 @pytest.mark.parametrize("kw", [
-    {"statuses": ["done"]}, {"trigger_type": "birthday"}, {"limit": 0},
+    {"statuses": ["done"]}, {"trigger_type": "birthday"}, {"limit": -1},
     {"since": "yesterday"}, {"since": "2026-11-21", "until": "2026-11-20"},
 ])
 def test_list_refuses_bad_filters(ctx: Context, kw: dict[str, object]) -> None:

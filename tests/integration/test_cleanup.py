@@ -125,7 +125,7 @@ def test_nothing_to_delete_does_not_ask(ctx: Context) -> None:
 
 
 def test_negative_age_is_refused(ctx: Context) -> None:
-    with pytest.raises(InputError, match="--older-than-days"):
+    with pytest.raises(InputError, match="retention"):
         cleanup(ctx, older_than_days=-1)
 
 

@@ -14,7 +14,7 @@ from followup_cli.db.schema import followup_runs
 from followup_cli.db.schema import scheduled_followups as sf
 from followup_cli.errors import DeliveryError, InputError
 from followup_cli.service.context import Context
-from followup_cli.service.delivery import PassOptions, pass_options, run_due
+from followup_cli.service.delivery import PassOptions, run_due
 from followup_cli.service.senders import LogSender, MemorySender
 from followup_cli.store import delivery as store
 from tests.conftest import FakeClock, MakeCtx
@@ -524,15 +524,10 @@ def test_every_pass_is_recorded_idle_ones_too(ctx: Context, clock: FakeClock) ->
 # --- options ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("kw", "message"), [
-    ({"batch_size": "0"}, "--batch-size"), ({"batch_size": "abc"}, "--batch-size"),
-    ({"limit": "0"}, "--limit"), ({"concurrency": "65"}, "--concurrency"),
-    ({"time_budget": "-1"}, "--time-budget"), ({"time_budget": "nan"}, "--time-budget"),
+    ({"batch_size": 0}, "batch size"), ({"limit": 0}, "limit"),
+    ({"concurrency": 65}, "concurrency"), ({"time_budget": -1}, "time budget"),
+    ({"time_budget": float("nan")}, "time budget"),
 ])
-def test_bad_options_are_input_errors(kw: dict[str, str], message: str) -> None:
+def test_bad_options_are_input_errors(ctx: Context, kw: dict[str, Any], message: str) -> None:
     with pytest.raises(InputError, match=message):
-        pass_options(**kw)  # type: ignore[arg-type]
-
-
-def test_options_from_text() -> None:
-    assert pass_options(batch_size="50", limit="7", concurrency="4", time_budget="2.5") == \
-        PassOptions(batch_size=50, limit=7, concurrency=4, time_budget=2.5)
+        run_due(ctx, PassOptions(**kw), sender=MemorySender())

@@ -73,7 +73,8 @@ def test_an_expired_lease_takes_the_full_path(real_ctx: Context) -> None:
 
 
 def test_disabled_and_dry_run_record_nothing(real_ctx: Context, db_url: str) -> None:
-    off = load_settings({"DATABASE_URL": db_url, "SCHEDULER_ENABLED": "false"})
+    off = load_settings({"DATABASE_URL": db_url, "SCHEDULER_ENABLED": "false",
+                         "FOLLOWUP_SENDER": "log"})
     assert run_due_for(off).disabled
     assert run_due_for(real_ctx.settings, PassOptions(dry_run=True)).dry_run
     assert run_count(real_ctx) == 0
@@ -84,7 +85,7 @@ def test_an_unmigrated_database_is_reported_by_the_full_path(pg_empty_url: str) 
     from followup_cli.errors import SchemaError
 
     with pytest.raises(SchemaError, match="followup db upgrade"):
-        run_due_for(load_settings({"DATABASE_URL": pg_empty_url}))
+        run_due_for(load_settings({"DATABASE_URL": pg_empty_url, "FOLLOWUP_SENDER": "log"}))
 
 
 def test_an_idle_cron_pass_never_imports_sqlalchemy(db_url: str) -> None:
@@ -97,7 +98,7 @@ def test_an_idle_cron_pass_never_imports_sqlalchemy(db_url: str) -> None:
         "    assert not exit.code, exit.code\n"
         "print('sqlalchemy' in sys.modules)\n"
     )
-    env = {"DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"}
+    env = {"DATABASE_URL": db_url, "FOLLOWUP_SENDER": "log", "PATH": "/usr/bin:/bin"}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -169,7 +169,7 @@ def test_large_import_is_batched(ctx: Context, tmp_path: Path) -> None:
 def test_unreadable_file_and_unknown_format(ctx: Context, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="cannot read"):
         import_schedule(ctx, str(tmp_path / "missing.jsonl"))
-    with pytest.raises(InputError, match="--format"):
+    with pytest.raises(InputError, match="format"):
         import_schedule(ctx, jsonl(tmp_path / "a.jsonl", []), fmt="xml")
 
 

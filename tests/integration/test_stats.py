@@ -77,7 +77,7 @@ def test_template_distribution_and_performance(ctx: Context, clock: FakeClock) -
 
 
 def test_days_must_be_positive(ctx: Context) -> None:
-    with pytest.raises(InputError, match="--days"):
+    with pytest.raises(InputError, match="days"):
         collect_stats(ctx, days=0)
 
 

@@ -37,3 +37,18 @@ def test_json_mode_prints_only_the_document() -> None:
     out.json({"status": "scheduled", "when": datetime(2026, 1, 1, tzinfo=UTC), "name": "ü"})
     assert json.loads(buf.getvalue()) == {"status": "scheduled",
                                           "when": "2026-01-01T00:00:00+00:00", "name": "ü"}
+
+
+def test_json_stream_is_one_document_for_any_number_of_items() -> None:
+    cases: list[list[dict[str, object]]] = [
+        [], [{"id": "a", "at": datetime(2026, 1, 1, tzinfo=UTC)}],
+        [{"id": f"ü{i}\n\"q\""} for i in range(3)]]
+    for items in cases:
+        buf = io.StringIO()
+        out = Output(json_mode=True, stream=buf)
+        count = out.json_stream({"total": 9, "limit": 0}, "rows", iter(items),
+                                lambda n: {"count": n})
+        doc = json.loads(buf.getvalue())
+        assert count == len(items) == doc["count"] and doc["total"] == 9
+        assert doc["rows"] == json.loads(json.dumps(items, default=str).replace(
+            "2026-01-01 00:00:00+00:00", "2026-01-01T00:00:00+00:00"))
