@@ -154,15 +154,32 @@ def test_a_missing_sqlite_file_is_not_created(tmp_path: Path) -> None:
 def test_requests_share_a_small_pool(db_url: str, ctx: Context, serve: Serve) -> None:
     finish_pass(ctx)
     base, serving = serve(db_url)
-    opened: list[Any] = []
-    sa.event.listen(serving.db.engine, "connect", lambda *_: opened.append(1))
+    opened: list[int] = []
+    held = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    def checkout(*_: Any) -> None:
+        with lock:
+            held["now"] += 1
+            held["most"] = max(held["most"], held["now"])
+
+    def checkin(*_: Any) -> None:
+        with lock:
+            held["now"] -= 1
+
+    engine = serving.db.engine
+    sa.event.listen(engine, "connect", lambda *_: opened.append(1))
+    sa.event.listen(engine, "checkout", checkout)
+    sa.event.listen(engine, "checkin", checkin)
     paths = ["/api/scheduler/health", "/metrics"] * 20
     with httpx.Client() as client, ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(lambda p: client.get(base + p).status_code, paths))
     assert codes == [200] * 40
-    # pooled, not one connection per request: PostgreSQL's pool holds 2 (+ 2 overflow);
-    # SQLite's (5 + 10 overflow) closes overflow ones, which are cheap there
-    assert 1 <= len(opened) <= (4 if serving.db.is_postgres else 20), len(opened)
+    # pooled, not a connection per request (overflow connections are closed on return and
+    # may be opened again, so a few more than the pool's size)
+    assert 1 <= len(opened) < len(paths) // 2, len(opened)
+    if serving.db.is_postgres:
+        assert held["most"] <= 4  # pool_size 2 + max_overflow 2, whatever the load
 
 
 @pytest.mark.postgres
