@@ -35,6 +35,7 @@ SETTINGS_DOC: tuple[tuple[str, str, str], ...] = (
     ("FOLLOWUP_ALERT_DELAY_MINUTES", "30", "health: mean delay in the last hour above this"),
     ("FOLLOWUP_ALERT_BACKLOG", "50", "health: pending over an hour late above this"),
     ("FOLLOWUP_ALERT_STALE_MINUTES", "5", "health: no finished run-due pass for this long"),
+    ("FOLLOWUP_ALERT_SCAN_HOURS", "25", "health: no successful scan-inactive for this long"),
 )
 
 # Accepted without being settings of their own (MEMORY_BACKEND: the guide's .env), and
@@ -85,6 +86,7 @@ class AlertThresholds:
     delay_minutes: float = 30.0
     overdue_backlog: int = 50
     stale_minutes: float = 5.0
+    scan_hours: float = 25.0  # a daily scan plus an hour of slack
 
 
 @dataclass(frozen=True)
@@ -306,6 +308,8 @@ def load_settings(
             overdue_backlog=int(num("FOLLOWUP_ALERT_BACKLOG", 50, minimum=0, integer=True)),
             stale_minutes=num("FOLLOWUP_ALERT_STALE_MINUTES", 5, minimum=1, integer=False,
                               maximum=MAX_DAYS * 1440),
+            scan_hours=num("FOLLOWUP_ALERT_SCAN_HOURS", 25, minimum=1, integer=False,
+                           maximum=MAX_DAYS * 24),
         ),
     )
     if check_templates and templates_file is not None:

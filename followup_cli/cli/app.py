@@ -12,7 +12,14 @@ import typer
 from typer.core import TyperGroup
 
 from followup_cli import __version__
-from followup_cli.cli import db_cmds, delivery_cmds, ops_cmds, passes_cmds, schedule_cmds
+from followup_cli.cli import (
+    db_cmds,
+    delivery_cmds,
+    ops_cmds,
+    passes_cmds,
+    schedule_cmds,
+    serve_cmds,
+)
 from followup_cli.cli.common import STATE
 from followup_cli.errors import ExitCode, FollowupError
 
@@ -222,6 +229,7 @@ app.add_typer(db_cmds.app, name="db")
 delivery_cmds.register(app)  # run-due
 passes_cmds.register(app)  # scan-inactive, schedule import, conversations import, demo
 ops_cmds.register(app)  # health, stats, cleanup, list, show, retry, forget-user, templates
+serve_cmds.register(app)  # serve
 
 
 def _configure_logging() -> None:

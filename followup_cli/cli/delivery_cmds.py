@@ -23,27 +23,12 @@ def _show(out: Output, result: PassResult) -> None:
     if out.json_mode:
         out.json(result.to_json())
         return
-    if result.disabled:
-        out.line("scheduler disabled (SCHEDULER_ENABLED=false): nothing delivered",
-                 style="yellow")
-        return
     if result.dry_run:
         _show_dry_run(out, result)
         return
-    noteworthy = result.failed or result.retried or result.released
-    if not out.terminal and not noteworthy:
-        return  # quiet under cron unless something needs a look
-    if not result.window_open:
-        out.line(f"outside the send window: {result.deferred} due follow-ups wait for it",
-                 style="yellow")
-    out.fields([(key, value) for key, value in result.counts.items()
-                if key not in ("recovered", "released") or value],
-               title=None if not out.terminal else "run-due")
-    for problem in result.problems:
-        when = f", next attempt {problem['next_attempt_at']}" if problem["next_attempt_at"] else ""
-        out.line(f"{problem['status']}: {problem['id']} (attempt {problem['retry_count']}): "
-                 f"{problem['error']}{when}", style="red" if problem["status"] == "failed"
-                 else "yellow")
+    from followup_cli.cli.pass_report import show_run_due
+
+    show_run_due(out, result)  # quiet under cron unless something needs a look
 
 
 def _show_dry_run(out: Output, result: PassResult) -> None:

@@ -19,6 +19,7 @@ from followup_cli.cli.common import (
     finite,
     output,
 )
+from followup_cli.cli.output import cell
 from followup_cli.settings import MAX_DAYS
 
 if TYPE_CHECKING:
@@ -55,18 +56,29 @@ def _asker(out: Output, what: str, yes: bool) -> Callable[[dict[str, int]], bool
 
 # --- health -----------------------------------------------------------------------------
 
-def _show_health(out: Output, report: HealthReport) -> None:
+def _show_health(out: Output, report: HealthReport, *, quiet: bool = False) -> None:
     if out.json_mode:
         out.json(report.to_json())
+        return
+    if quiet:
+        # One stable line while the same alerts fire: a cron wrapper that mails changes
+        # (deploy/followup-cron) then mails each new problem once, not every check.
+        if not report.ok and report.error is None:
+            firing = ", ".join(a.name for a in report.firing)
+            out.line(f"followup health: {report.status}" + (f" ({firing})" if firing else ""))
         return
     style = {"healthy": "green", "disabled": "yellow", "degraded": "yellow"}.get(
         report.status, "red")
     out.line(f"status: {report.status}", style=style)
+    scan = report.last_scan_inactive
     out.fields([
         ("scheduler_running", report.scheduler_running),
         ("pending_jobs", report.pending_jobs),
         ("executed_today", report.executed_today),
         ("last_run_due_at", report.last_run_due_at),
+        ("last_scan_inactive", None if scan is None else
+         f"{cell(scan.finished_at)} {scan.status}" + "".join(
+             f", {k} {scan.counts[k]}" for k in SCAN_COUNTS if k in scan.counts)),
         ("database", report.database),
         ("timezone", report.timezone),
     ])
@@ -74,27 +86,41 @@ def _show_health(out: Output, report: HealthReport) -> None:
         out.line(f"error: {report.error}", style="red")
     if report.alerts:
         out.table(["alert", "value", "threshold", "firing"],
-                  [(a.name, a.value, a.threshold, "FIRING" if a.firing else "ok")
-                   for a in report.alerts], title="alerts")
+                  [(a.name, a.value, f"{cell(a.threshold)} {a.unit}",
+                    "FIRING" if a.firing else "ok") for a in report.alerts], title="alerts")
 
 
-def health(json: JsonOpt = False) -> None:
-    """Check the scheduler: the guide's health check and its four alerts.
+# The scan counts worth a glance on the health screen (all of them are in --json).
+SCAN_COUNTS = ("candidates", "scheduled", "skipped_cap")
+
+
+def health(
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="Nothing when healthy or disabled; otherwise one line: the "
+                              "status and the firing alerts (for cron).")] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Check the scheduler: the guide's health check, its four alerts and the daily scan.
 
     Reports status, scheduler_running (enabled and a run-due pass finished within
-    FOLLOWUP_ALERT_STALE_MINUTES), pending_jobs, executed_today (scheduler zone), the
-    database in use, and each alert with its value and threshold: failures in the last hour
-    (FOLLOWUP_ALERT_FAILURES), scheduler down, mean execution delay in the last hour
-    (FOLLOWUP_ALERT_DELAY_MINUTES), overdue pending backlog (FOLLOWUP_ALERT_BACKLOG).
-    Status: healthy; degraded (failure, delay or backlog alert); unhealthy (scheduler down
-    or database unusable); disabled (SCHEDULER_ENABLED=false). Exit 0 when healthy or
-    disabled, 1 when degraded or unhealthy, 4 when the database cannot be used.
+    FOLLOWUP_ALERT_STALE_MINUTES), pending_jobs, executed_today (scheduler zone), the last
+    run-due and scan-inactive passes, the database in use, and each alert with its value
+    and threshold: failures in the last hour (FOLLOWUP_ALERT_FAILURES), scheduler down,
+    mean execution delay in the last hour (FOLLOWUP_ALERT_DELAY_MINUTES), overdue pending
+    backlog (FOLLOWUP_ALERT_BACKLOG), and no successful scan-inactive for
+    FOLLOWUP_ALERT_SCAN_HOURS (25; before the first scan, counted from the first run-due
+    pass). Status: healthy; degraded (failure, delay, backlog or scan alert); unhealthy
+    (scheduler down or database unusable); disabled (SCHEDULER_ENABLED=false). Exit 0 when
+    healthy or disabled, 1 when degraded or unhealthy, 4 when the database cannot be used
+    (with --json the document still comes, its `error` set).
 
     Example:
 
         followup health
 
         followup health --json || echo "follow-up scheduler needs attention"
+
+        followup health --quiet    # cron: prints only when something needs attention
     """
     out = output(json)
     from followup_cli.errors import DatabaseError
@@ -105,10 +131,10 @@ def health(json: JsonOpt = False) -> None:
         report = check_health(ctx)
     except DatabaseError as error:
         # Still the one health document (status unhealthy), then the usual one-line error.
-        _show_health(out, unreachable_report(ctx.settings, ctx.now(), error))
+        _show_health(out, unreachable_report(ctx.settings, ctx.now(), error), quiet=quiet)
         typer.echo(f"followup: error: {error}", err=True)
         raise typer.Exit(int(error.exit_code)) from None
-    _show_health(out, report)
+    _show_health(out, report, quiet=quiet)
     exit_with(0 if report.ok else 1)
 
 
@@ -118,8 +144,8 @@ def _show_stats(out: Output, stats: StatsResult) -> None:
     if out.json_mode:
         out.json(stats.to_json())
         return
-    out.fields([("pending", stats.pending), ("executed_today", stats.executed_today),
-                ("failed_total", stats.failed_total),
+    out.fields([("pending_jobs", stats.pending_jobs), ("executed_today", stats.executed_today),
+                ("failed_jobs", stats.failed_jobs),
                 ("last_run_due_at", stats.last_run_due_at), ("timezone", stats.timezone)])
     out.table(["id", "user_id", "error_message", "retry_count"],
               [(f["id"], f["user_id"], f["error_message"], f["retry_count"])
@@ -144,10 +170,12 @@ def stats(
 ) -> None:
     """Show the guide's key metrics and template performance.
 
-    Pending follow-ups, executed today (scheduler zone), the 10 newest failures (id, user,
-    error, retries), executions and mean delay per local day for the last 7 days, and per
-    template how many were used, executed and failed over --days. `--format prometheus`
-    prints the Prometheus text exposition for the node_exporter textfile collector.
+    pending_jobs, executed_today (scheduler zone), failed_jobs, the 10 newest failures (id,
+    user, error, retries), executions and mean delay per local day for the last 7 days, and
+    per template how many were used, executed and failed over --days. `--format
+    prometheus` prints the Prometheus text exposition, the same as `followup serve`
+    answers on /metrics: these figures plus every health alert's value, threshold and
+    state (see docs/monitoring.md), for the node_exporter textfile collector.
 
     Example:
 
@@ -160,14 +188,15 @@ def stats(
 
     if json and fmt is StatsFormat.prometheus:
         raise InputError("--json and --format prometheus exclude each other")
-    from followup_cli.service.monitoring import collect_stats
-
-    result = collect_stats(context(), days)
     if fmt is StatsFormat.prometheus:
-        out.stream.write(result.to_prometheus())
+        from followup_cli.service.metrics import collect_metrics, exposition
+
+        out.stream.write(exposition(collect_metrics(context(), days)))
         out.stream.flush()
         return
-    _show_stats(out, result)
+    from followup_cli.service.monitoring import collect_stats
+
+    _show_stats(out, collect_stats(context(), days))
 
 
 # --- cleanup ----------------------------------------------------------------------------

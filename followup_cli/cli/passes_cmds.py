@@ -53,21 +53,9 @@ def scan_inactive(
     if out.json_mode:
         out.json(result.to_json())
         return
-    if not result.enabled:
-        out.line("scheduler disabled (SCHEDULER_ENABLED=false): nothing scanned")
-        return
-    verb = "would schedule" if result.dry_run else "scheduled"
-    out.line(f"scan-inactive: {result.candidates} users inactive "
-             f"{result.inactive_days}+ days without a re-engagement this period; "
-             f"{verb} {result.scheduled}, skipped {result.skipped_cap} at the per-user cap"
-             + (f", {result.skipped_limit} left by --limit" if result.skipped_limit else "")
-             + (f", {result.skipped_conflict} already had one" if result.skipped_conflict
-                else ""))
-    if result.sample:
-        out.table(["user", "days inactive", "conversation", "template", "emotion mean"],
-                  [(s.user_id, s.days_inactive, s.conversation_id, s.template_id,
-                    s.emotion_mean) for s in result.sample],
-                  title="sample" if result.scheduled > len(result.sample) else None)
+    from followup_cli.cli.pass_report import show_scan
+
+    show_scan(out, result)  # silent under cron when it worked
 
 
 def import_cmd(

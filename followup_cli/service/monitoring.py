@@ -1,11 +1,17 @@
-"""`health` and `stats`: the guide's health check, its four alerts and its key metrics.
+"""`health` and `stats`: the guide's health check, its four alerts (and the missed daily
+scan), and its key metrics. `serve` and the Prometheus exposition read the same figures.
 
 Status rules (health):
 - `disabled`: SCHEDULER_ENABLED=false, whatever the alerts say (deliberate: exit 0).
 - `unhealthy`: the scheduler is down (no run-due pass finished within the stale window), or
   the database cannot be used: nothing is being delivered.
-- `degraded`: deliveries happen but an alert fires (failures, delay or overdue backlog).
+- `degraded`: deliveries happen but an alert fires (failures, delay, overdue backlog, or
+  no successful scan-inactive for FOLLOWUP_ALERT_SCAN_HOURS).
 - `healthy`: no alert fires.
+
+A fresh install that never scanned is not alarmed at once: the scan's age counts from the
+first finished run-due pass (when the scheduler started working), so an install whose
+daily scan was never set up alerts one threshold after it began delivering.
 """
 
 from __future__ import annotations
@@ -13,20 +19,26 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from followup_cli.db.schema import FAILED, PENDING
 from followup_cli.errors import FollowupError, InputError
 from followup_cli.service.context import Context
 from followup_cli.settings import Settings
-from followup_cli.store import monitoring, runs
+from followup_cli.store import monitoring
 from followup_cli.timeutil import iso, local_day_bounds
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 log = logging.getLogger("followup.monitoring")
 
 HEALTHY, DEGRADED, UNHEALTHY, DISABLED = "healthy", "degraded", "unhealthy", "disabled"
-RUN_DUE = "run-due"
+STATUSES = (HEALTHY, DEGRADED, UNHEALTHY, DISABLED)
+RUN_DUE, SCAN_INACTIVE = "run-due", "scan-inactive"
+# A record closed for a pass that died is no evidence that passes run.
+DEAD_RUN = ("abandoned",)
 WINDOW = timedelta(hours=1)  # the guide's "last hour" for failures, delay and backlog
 
 
@@ -46,6 +58,24 @@ class Alert:
                 "description": self.description}
 
 
+@dataclass(frozen=True)
+class LastRun:
+    """The newest finished record of a pass kind, as `health` shows it."""
+
+    finished_at: datetime
+    status: str
+    counts: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"finished_at": iso(self.finished_at), "status": self.status,
+                "counts": self.counts}
+
+
+def error_json(error: FollowupError) -> dict[str, Any]:
+    """The one error shape of every command: {"message", "exit_code"}."""
+    return {"message": str(error), "exit_code": int(error.exit_code)}
+
+
 @dataclass
 class HealthReport:
     status: str
@@ -57,8 +87,9 @@ class HealthReport:
     timezone: str
     checked_at: datetime
     last_run_due_at: datetime | None = None
+    last_scan_inactive: LastRun | None = None
     alerts: list[Alert] = field(default_factory=list)
-    error: str | None = None
+    error: FollowupError | None = None
 
     @property
     def ok(self) -> bool:
@@ -67,6 +98,9 @@ class HealthReport:
     @property
     def firing(self) -> list[Alert]:
         return [a for a in self.alerts if a.firing]
+
+    def alert(self, name: str) -> Alert | None:
+        return next((a for a in self.alerts if a.name == name), None)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,8 +113,10 @@ class HealthReport:
             "timezone": self.timezone,
             "checked_at": iso(self.checked_at),
             "last_run_due_at": iso(self.last_run_due_at),
+            "last_scan_inactive": None if self.last_scan_inactive is None
+            else self.last_scan_inactive.to_json(),
             "alerts": {a.name: a.to_json() for a in self.alerts},
-            "error": self.error,
+            "error": None if self.error is None else error_json(self.error),
         }
 
 
@@ -94,29 +130,51 @@ def verdict(enabled: bool, alerts: list[Alert]) -> str:
 
 
 def check_health(ctx: Context) -> HealthReport:
-    """The guide's health check and its four alerts, in one read-only transaction."""
-    settings = ctx.settings
-    limits = settings.alerts
+    """The guide's health check and its alerts, in one read-only transaction."""
     now = ctx.now()
-    day_start, day_end = local_day_bounds(now, settings.timezone)
     with ctx.db.transaction(readonly=True) as conn:
-        pending = monitoring.count_by_status(conn, PENDING)
-        executed_today = monitoring.count_executed_between(conn, day_start, day_end)
-        failures = monitoring.count_failed_since(conn, now - WINDOW)
-        executed_recent, delay_s = monitoring.delay_since(conn, now - WINDOW)
-        overdue = monitoring.count_overdue(conn, now - WINDOW)
-        last = runs.last_finished(conn, RUN_DUE)
-    last_at: datetime | None = None if last is None else last["finished_at"]
-    age_min = None if last_at is None else max(0.0, (now - last_at).total_seconds() / 60)
+        report = read_health(conn, ctx.settings, now)
+    log.info("health %s: pending=%s executed_today=%s firing=%s", report.status,
+             report.pending_jobs, report.executed_today,
+             ",".join(a.name for a in report.firing) or "-")
+    return report
+
+
+def _age(now: datetime, then: datetime | None, unit: timedelta) -> float | None:
+    return None if then is None else round(max(0.0, (now - then) / unit), 3)
+
+
+def read_health(conn: sa.Connection, settings: Settings, now: datetime) -> HealthReport:
+    """Health from an open (read-only) transaction: `check_health` and `serve` share it."""
+    limits = settings.alerts
+    day_start, day_end = local_day_bounds(now, settings.timezone)
+    pending = monitoring.count_by_status(conn, PENDING)
+    executed_today = monitoring.count_executed_between(conn, day_start, day_end)
+    failures = monitoring.count_failed_since(conn, now - WINDOW)
+    executed_recent, delay_s = monitoring.delay_since(conn, now - WINDOW)
+    overdue = monitoring.count_overdue(conn, now - WINDOW)
+    last_due = monitoring.last_run(conn, RUN_DUE, exclude=DEAD_RUN)
+    last_scan = monitoring.last_run(conn, SCAN_INACTIVE)
+    last_scan_ok = monitoring.last_run(conn, SCAN_INACTIVE, statuses=("ok",))
+    first_due_at = None if last_scan_ok else monitoring.first_finished_at(conn, RUN_DUE)
+
+    last_at: datetime | None = None if last_due is None else last_due["finished_at"]
+    age_min = _age(now, last_at, timedelta(minutes=1))
     fresh = age_min is not None and age_min <= limits.stale_minutes
-    running = settings.enabled and fresh
     delay_min = None if delay_s is None else round(delay_s / 60, 3)
+    if last_scan_ok is not None:
+        scan_age = _age(now, last_scan_ok["finished_at"], timedelta(hours=1))
+        scan_what = "hours since the last successful scan-inactive pass"
+    else:
+        scan_age = _age(now, first_due_at, timedelta(hours=1))
+        scan_what = ("hours since the first run-due pass; no scan-inactive pass has "
+                     "succeeded yet")
     alerts = [
         Alert("high_failure_rate", "follow-ups that failed in the last hour",
               failures, limits.failures_per_hour, "failures",
               failures > limits.failures_per_hour, DEGRADED),
         Alert("scheduler_down", "minutes since the last finished run-due pass",
-              None if age_min is None else round(age_min, 3), limits.stale_minutes, "minutes",
+              age_min, limits.stale_minutes, "minutes",
               settings.enabled and not fresh, UNHEALTHY),
         Alert("execution_delay",
               f"mean minutes from scheduled to executed, {executed_recent} executed in the "
@@ -125,15 +183,18 @@ def check_health(ctx: Context) -> HealthReport:
         Alert("pending_backlog", "pending follow-ups scheduled more than an hour ago",
               overdue, limits.overdue_backlog, "follow-ups",
               overdue > limits.overdue_backlog, DEGRADED),
+        Alert("missed_daily_scan", scan_what, scan_age, limits.scan_hours, "hours",
+              settings.enabled and scan_age is not None and scan_age > limits.scan_hours,
+              DEGRADED),
     ]
-    report = HealthReport(
-        status=verdict(settings.enabled, alerts), scheduler_running=running,
+    return HealthReport(
+        status=verdict(settings.enabled, alerts), scheduler_running=settings.enabled and fresh,
         pending_jobs=pending, executed_today=executed_today, enabled=settings.enabled,
         database=settings.database_display, timezone=settings.timezone_name,
-        checked_at=now, last_run_due_at=last_at, alerts=alerts)
-    log.info("health %s: pending=%d executed_today=%d firing=%s", report.status, pending,
-             executed_today, ",".join(a.name for a in report.firing) or "-")
-    return report
+        checked_at=now, last_run_due_at=last_at,
+        last_scan_inactive=None if last_scan is None else LastRun(
+            last_scan["finished_at"], str(last_scan["status"]), dict(last_scan["counts"] or {})),
+        alerts=alerts)
 
 
 def unreachable_report(settings: Settings, now: datetime, error: FollowupError) -> HealthReport:
@@ -141,7 +202,7 @@ def unreachable_report(settings: Settings, now: datetime, error: FollowupError) 
     return HealthReport(
         status=UNHEALTHY, scheduler_running=False, pending_jobs=None, executed_today=None,
         enabled=settings.enabled, database=settings.database_display,
-        timezone=settings.timezone_name, checked_at=now, error=str(error))
+        timezone=settings.timezone_name, checked_at=now, error=error)
 
 
 # --- stats ------------------------------------------------------------------------------
@@ -176,12 +237,16 @@ class TemplateStats:
 
 @dataclass
 class StatsResult:
+    """The guide's key metrics. Figures `health` also shows carry health's names
+    (`pending_jobs`, `executed_today`, `last_run_due_at`), and so do their Prometheus
+    series (`followup_pending_jobs`, ...)."""
+
     generated_at: datetime
     timezone: str
     days: int
-    pending: int
+    pending_jobs: int
     executed_today: int
-    failed_total: int
+    failed_jobs: int
     recent_failures: list[dict[str, Any]]
     execution_rate: list[DayRate]
     templates: list[TemplateStats]
@@ -192,9 +257,9 @@ class StatsResult:
             "generated_at": iso(self.generated_at),
             "timezone": self.timezone,
             "days": self.days,
-            "pending": self.pending,
+            "pending_jobs": self.pending_jobs,
             "executed_today": self.executed_today,
-            "failed_total": self.failed_total,
+            "failed_jobs": self.failed_jobs,
             "recent_failures": [
                 {"id": f["id"], "user_id": f["user_id"], "error_message": f["error_message"],
                  "retry_count": f["retry_count"], "created_at": iso(f["created_at"]),
@@ -207,10 +272,6 @@ class StatsResult:
             "template_performance": [t.to_json() for t in self.templates],
             "last_run_due_at": iso(self.last_run_due_at),
         }
-
-    def to_prometheus(self) -> str:
-        """Prometheus text exposition (for the node_exporter textfile collector)."""
-        return prometheus_text(self)
 
 
 def _round(value: float | None) -> float | None:
@@ -229,88 +290,37 @@ def local_days(now: datetime, zone: ZoneInfo, count: int) -> list[tuple[date, da
     return out
 
 
-def collect_stats(ctx: Context, days: int = 7) -> StatsResult:
-    """The guide's key metrics 1–5 and template performance over the last `days` days."""
+def check_days(days: int) -> None:
     if not 1 <= days <= MAX_DAYS:
         raise InputError(f"days: {days} must be between 1 and {MAX_DAYS}")
+
+
+def collect_stats(ctx: Context, days: int = 7) -> StatsResult:
+    """The guide's key metrics 1–5 and template performance over the last `days` days."""
+    check_days(days)
     now = ctx.now()
-    zone = ctx.settings.timezone
-    calendar = local_days(now, zone, RATE_DAYS)
     with ctx.db.transaction(readonly=True) as conn:
-        pending = monitoring.count_by_status(conn, PENDING)
-        failed_total = monitoring.count_by_status(conn, FAILED)
-        per_day = monitoring.executed_per_bucket(conn, [(s, e) for _, s, e in calendar])
-        failures = monitoring.recent_failures(conn, RECENT_FAILURES)
-        templates = monitoring.template_counts(conn, now - timedelta(days=days))
-        last = runs.last_finished(conn, RUN_DUE)
+        return read_stats(conn, ctx.settings, now, days)
+
+
+def read_stats(conn: sa.Connection, settings: Settings, now: datetime, days: int
+               ) -> StatsResult:
+    """Stats from an open (read-only) transaction."""
+    check_days(days)
+    calendar = local_days(now, settings.timezone, RATE_DAYS)
+    pending = monitoring.count_by_status(conn, PENDING)
+    failed = monitoring.count_by_status(conn, FAILED)
+    per_day = monitoring.executed_per_bucket(conn, [(s, e) for _, s, e in calendar])
+    failures = monitoring.recent_failures(conn, RECENT_FAILURES)
+    templates = monitoring.template_counts(conn, now - timedelta(days=days))
+    last = monitoring.last_run(conn, RUN_DUE, exclude=DEAD_RUN)
     rate = []
     for i, (day, _, _) in enumerate(calendar):
         agg = per_day.get(i)
         rate.append(DayRate(day, agg.executed if agg else 0,
                             agg.avg_delay_seconds if agg else None))
     return StatsResult(
-        generated_at=now, timezone=ctx.settings.timezone_name, days=days, pending=pending,
-        executed_today=rate[0].executed, failed_total=failed_total, recent_failures=failures,
+        generated_at=now, timezone=settings.timezone_name, days=days, pending_jobs=pending,
+        executed_today=rate[0].executed, failed_jobs=failed, recent_failures=failures,
         execution_rate=rate, templates=[TemplateStats(*t) for t in templates],
         last_run_due_at=None if last is None else last["finished_at"])
-
-
-def prometheus_text(stats: StatsResult) -> str:
-    """The stats as gauges, HELP and TYPE lines written by prometheus_client itself."""
-    # Imported here: only --format prometheus pays for it.
-    from prometheus_client import CollectorRegistry, generate_latest
-    from prometheus_client.core import GaugeMetricFamily
-
-    def gauge(name: str, doc: str, value: float | None = None,
-              labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
-        family = GaugeMetricFamily(name, doc, labels=list(labels) if labels else None)
-        if value is not None:
-            family.add_metric([], value)
-        return family
-
-    class StatsCollector:
-        def collect(self) -> list[GaugeMetricFamily]:
-            rate = gauge("followup_executed", "Follow-ups executed per local day "
-                         "(scheduler zone).", labels=("date",))
-            delay = gauge("followup_execution_delay_seconds", "Mean executed_at - "
-                          "scheduled_at per local day, seconds.", labels=("date",))
-            for day in stats.execution_rate:
-                rate.add_metric([day.date.isoformat()], day.executed)
-                if day.avg_delay_seconds is not None:
-                    delay.add_metric([day.date.isoformat()], day.avg_delay_seconds)
-            window = f"created in the last {stats.days} days"
-            used = gauge("followup_template_used", f"Follow-ups per template, {window}.",
-                         labels=("template_id",))
-            executed = gauge("followup_template_executed",
-                             f"Executed follow-ups per template, {window}.",
-                             labels=("template_id",))
-            failed = gauge("followup_template_failed",
-                           f"Failed follow-ups per template, {window}.",
-                           labels=("template_id",))
-            for t in stats.templates:
-                label = [t.template_id or ""]
-                used.add_metric(label, t.used)
-                executed.add_metric(label, t.executed)
-                failed.add_metric(label, t.failed)
-            families = [
-                gauge("followup_pending_jobs", "Follow-ups waiting to be delivered.",
-                      stats.pending),
-                gauge("followup_executed_today", "Follow-ups executed today (scheduler "
-                      "zone).", stats.executed_today),
-                gauge("followup_failed_jobs", "Follow-ups in status failed.",
-                      stats.failed_total),
-                rate, delay, used, executed, failed,
-                gauge("followup_stats_generated_timestamp_seconds",
-                      "When these figures were computed, Unix time.",
-                      stats.generated_at.timestamp()),
-            ]
-            if stats.last_run_due_at is not None:
-                families.append(gauge(
-                    "followup_last_run_due_timestamp_seconds",
-                    "When the last run-due pass finished, Unix time.",
-                    stats.last_run_due_at.timestamp()))
-            return families
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StatsCollector())
-    return str(generate_latest(registry).decode("utf-8"))

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from followup_cli.db.schema import EXECUTED, FAILED, PENDING
+from followup_cli.db.schema import followup_runs as runs
 from followup_cli.db.schema import scheduled_followups as sf
 
 
@@ -67,6 +68,28 @@ def count_overdue(conn: sa.Connection, cutoff: datetime) -> int:
         sa.select(sa.func.count()).select_from(sf).where(
             sf.c.status == PENDING, sf.c.scheduled_at < cutoff)
     ).scalar_one())
+
+
+def last_run(conn: sa.Connection, kind: str, *, statuses: Sequence[str] = (),
+             exclude: Sequence[str] = ()) -> dict[str, Any] | None:
+    """The most recently finished pass of a kind, optionally of some statuses only or not of
+    others: its finished_at, status and counts. Uses ix_followup_runs_kind_finished."""
+    query = (sa.select(runs.c.finished_at, runs.c.status, runs.c.counts)
+             .where(runs.c.kind == kind, runs.c.finished_at.is_not(None)))
+    if statuses:
+        query = query.where(runs.c.status.in_(list(statuses)))
+    if exclude:
+        query = query.where(runs.c.status.not_in(list(exclude)))
+    row = conn.execute(query.order_by(runs.c.finished_at.desc()).limit(1)).mappings().first()
+    return None if row is None else dict(row)
+
+
+def first_finished_at(conn: sa.Connection, kind: str) -> datetime | None:
+    """When the oldest recorded pass of a kind finished (an index lookup)."""
+    value: datetime | None = conn.execute(
+        sa.select(sa.func.min(runs.c.finished_at)).where(runs.c.kind == kind)
+    ).scalar_one()
+    return value
 
 
 @dataclass(frozen=True)

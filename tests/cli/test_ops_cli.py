@@ -58,7 +58,7 @@ def test_health_healthy_exit_0(db_url: str, live: Context) -> None:
     assert doc["scheduler_running"] is True
     assert (doc["pending_jobs"], doc["executed_today"]) == (0, 0)
     assert set(doc["alerts"]) == {"high_failure_rate", "scheduler_down", "execution_delay",
-                                  "pending_backlog"}
+                                  "pending_backlog", "missed_daily_scan"}
     assert doc["alerts"]["high_failure_rate"]["threshold"] == 10
     plain = run(db_url, "health")
     assert plain.exit_code == 0 and "status: healthy" in plain.stdout
@@ -98,7 +98,9 @@ def test_health_unreachable_database_exit_4() -> None:
     doc = json.loads(result.stdout)  # still exactly one document
     assert doc["status"] == "unhealthy"
     assert doc["scheduler_running"] is False
-    assert "cannot use the database" in doc["error"]
+    # the one error shape of every command, beside the health fields
+    assert doc["error"]["exit_code"] == 4
+    assert "cannot use the database" in doc["error"]["message"]
     assert doc["database"] == "postgresql+psycopg2://app:***@127.0.0.1:1/nowhere"
     one_error_line(result, "cannot use the database")
     assert "hunter2" not in result.output
@@ -122,7 +124,10 @@ def test_stats_json_and_prometheus(db_url: str, live: Context) -> None:
     result = run(db_url, "stats", "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert doc["executed_today"] == 1 and doc["pending"] == 0
+    # health's names for the figures both show (one name per figure)
+    assert doc["executed_today"] == 1 and doc["pending_jobs"] == 0
+    assert doc["failed_jobs"] == 1
+    assert "pending" not in doc and "failed_total" not in doc
     assert doc["recent_failures"][0]["error_message"] == "HTTP 500"
     assert doc["execution_rate"][0]["avg_delay_seconds"] == pytest.approx(90, abs=0.01)
     prom = run(db_url, "stats", "--format", "prometheus")

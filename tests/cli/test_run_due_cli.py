@@ -78,8 +78,9 @@ def test_speaks_up_when_something_failed(db_url: str, tmp_path: Path) -> None:
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     result = run(db_url, "--sender", f"command:{script}")
     assert result.exit_code == 0, result.output  # recorded on the follow-up, not a crash
-    assert "retried: 1" in result.stdout
-    assert f"pending: {fid} (attempt 1): command exited with 3: gateway down" in result.stdout
+    # under cron: a retry summary by error kind (cli/pass_report.py), not a line per retry
+    assert result.stdout == ("retrying: 1 follow-ups will be retried (command exited with 3: "
+                             "1); said again in an hour, or sooner if the error changes\n")
     assert statuses(db_url)[fid] == "pending"
 
 
@@ -97,7 +98,7 @@ def test_disabled_says_so(db_url: str) -> None:
     seed(db_url, 1)
     result = run(db_url, SCHEDULER_ENABLED="false")
     assert result.exit_code == 0, result.output
-    assert "scheduler disabled" in result.stdout
+    assert result.stdout == ""  # deliberate: cron must not mail it every minute
     doc = json.loads(run(db_url, "--json", SCHEDULER_ENABLED="false").stdout)
     assert doc["disabled"] is True and doc["claimed"] == 0
     assert set(statuses(db_url).values()) == {"pending"}

@@ -161,3 +161,89 @@ def test_report_names_the_database_with_password_masked(ctx: Context) -> None:
     assert report.database == ctx.settings.database_display
     assert report.database.removeprefix("postgresql+psycopg2://").split("@")[-1] in (
         ctx.settings.database_url)
+
+
+# --- the last scan-inactive and the missed daily scan -----------------------------------
+
+def finish_run(ctx: Context, at: datetime, kind: str, status: str = "ok",
+               counts: dict[str, int] | None = None) -> None:
+    with ctx.db.transaction() as conn:
+        rid = uuid.uuid4().hex
+        runs.start(conn, run_id=rid, kind=kind, host="h", pid=1,
+                   started_at=at - timedelta(seconds=1))
+        runs.finish(conn, run_id=rid, finished_at=at, status=status, counts=counts or {})
+
+
+def test_reports_the_last_scan_inactive(ctx: Context, clock: FakeClock) -> None:
+    assert check_health(ctx).to_json()["last_scan_inactive"] is None
+    counts = {"candidates": 40, "scheduled": 12, "skipped_cap": 1, "skipped_limit": 0,
+              "skipped_conflict": 0}
+    finish_run(ctx, clock.now - timedelta(hours=26), "scan-inactive", counts={"scheduled": 1})
+    finish_run(ctx, clock.now - timedelta(hours=3), "scan-inactive", counts=counts)
+    finish_run(ctx, clock.now - timedelta(minutes=1), "run-due")  # another kind
+    doc = check_health(ctx).to_json()["last_scan_inactive"]
+    assert doc == {"finished_at": (clock.now - timedelta(hours=3)).isoformat(),
+                   "status": "ok", "counts": counts}
+
+
+def test_missed_daily_scan_fires_after_25_hours(make_ctx: MakeCtx, clock: FakeClock) -> None:
+    ctx = make_ctx()
+    finish_run(ctx, clock.now - timedelta(days=10), "run-due")
+    finish_run(ctx, clock.now, "run-due")
+    finish_run(ctx, clock.now - timedelta(hours=24, minutes=59), "scan-inactive")
+    report = check_health(ctx)
+    scan = report.alert("missed_daily_scan")
+    assert scan is not None
+    assert scan.value == pytest.approx(24.983, abs=0.001)
+    assert (scan.threshold, scan.unit, scan.firing) == (25, "hours", False)
+    assert report.status == "healthy"
+    clock.advance(minutes=2)  # 25 h 1 min
+    finish_run(ctx, clock.now, "run-due")
+    report = check_health(ctx)
+    assert report.alert("missed_daily_scan").firing  # type: ignore[union-attr]
+    assert (report.status, report.ok) == ("degraded", False)
+    # a scan that failed is shown but does not reset the clock
+    finish_run(ctx, clock.now, "scan-inactive", status="failed")
+    report = check_health(ctx)
+    assert report.last_scan_inactive is not None
+    assert report.last_scan_inactive.status == "failed"
+    assert report.alert("missed_daily_scan").firing  # type: ignore[union-attr]
+    finish_run(ctx, clock.now, "scan-inactive")
+    assert check_health(ctx).status == "healthy"
+    # the threshold is a setting (a weekday-only scan needs 73 hours over a weekend)
+    clock.advance(hours=30)
+    finish_run(ctx, clock.now, "run-due")
+    assert check_health(ctx).alert("missed_daily_scan").firing  # type: ignore[union-attr]
+    weekly = check_health(make_ctx(FOLLOWUP_ALERT_SCAN_HOURS="73"))
+    assert not weekly.alert("missed_daily_scan").firing  # type: ignore[union-attr]
+    # and it is silent while the scheduler is disabled on purpose
+    off = check_health(make_ctx(SCHEDULER_ENABLED="false"))
+    assert not off.alert("missed_daily_scan").firing  # type: ignore[union-attr]
+
+
+def test_fresh_install_counts_the_scan_age_from_the_first_run_due(ctx: Context,
+                                                                  clock: FakeClock) -> None:
+    # nothing ever ran: nothing to measure from (scheduler_down fires instead)
+    scan = check_health(ctx).alert("missed_daily_scan")
+    assert scan is not None and scan.value is None and not scan.firing
+    # delivering for an hour, never scanned: a grace period, not an alarm
+    finish_run(ctx, clock.now - timedelta(hours=1), "run-due")
+    finish_run(ctx, clock.now, "run-due")
+    report = check_health(ctx)
+    assert report.status == "healthy"
+    scan = report.alert("missed_daily_scan")
+    assert scan is not None and scan.value == 1.0 and "no scan-inactive" in scan.description
+    # delivering for 26 hours and the daily scan was never set up: alarm
+    clock.advance(hours=25)
+    finish_run(ctx, clock.now, "run-due")
+    report = check_health(ctx)
+    assert report.alert("missed_daily_scan").firing  # type: ignore[union-attr]
+    assert report.status == "degraded"
+
+
+def test_an_abandoned_run_due_record_is_not_a_pass(ctx: Context, clock: FakeClock) -> None:
+    finish_run(ctx, clock.now - timedelta(minutes=10), "run-due")
+    finish_run(ctx, clock.now, "run-due", status="abandoned")  # closed for a dead pass
+    report = check_health(ctx)
+    assert report.scheduler_running is False
+    assert report.last_run_due_at == clock.now - timedelta(minutes=10)

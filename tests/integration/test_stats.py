@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from followup_cli.errors import InputError
 from followup_cli.service.context import Context
@@ -40,9 +39,9 @@ def seed(ctx: Context, now: datetime) -> None:
 def test_key_metrics(ctx: Context, clock: FakeClock) -> None:
     seed(ctx, clock.now)
     stats = collect_stats(ctx)
-    assert stats.pending == 1
+    assert stats.pending_jobs == 1
     assert stats.executed_today == 2
-    assert stats.failed_total == 12
+    assert stats.failed_jobs == 12
     # the 10 newest failures, newest first (by created_at, as the guide orders them)
     assert [f["id"] for f in stats.recent_failures] == [f"fail{i:02d}" for i in
                                                          range(11, 1, -1)]
@@ -105,25 +104,3 @@ def test_local_days_across_dst_change() -> None:
     assert e1 == s0
     assert e1 - s1 == timedelta(hours=25)  # fall back on 2026-11-01
     assert e0 - s0 == timedelta(hours=24)
-
-
-def test_prometheus_exposition_parses(ctx: Context, clock: FakeClock) -> None:
-    seed(ctx, clock.now)
-    text = collect_stats(ctx).to_prometheus()
-    assert "# HELP followup_pending_jobs " in text
-    assert "# TYPE followup_pending_jobs gauge" in text
-    families = {f.name: f for f in text_string_to_metric_families(text)}
-    assert all(f.type == "gauge" for f in families.values())
-    assert families["followup_pending_jobs"].samples[0].value == 1
-    assert families["followup_executed_today"].samples[0].value == 2
-    assert families["followup_failed_jobs"].samples[0].value == 12
-    executed = {s.labels["date"]: s.value for s in families["followup_executed"].samples}
-    assert executed["2026-11-20"] == 2 and executed["2026-11-19"] == 0
-    assert len(executed) == 7
-    delay = {s.labels["date"]: s.value
-             for s in families["followup_execution_delay_seconds"].samples}
-    assert delay["2026-11-18"] == pytest.approx(600, abs=0.01)
-    failed = {s.labels["template_id"]: s.value
-              for s in families["followup_template_failed"].samples}
-    assert failed["post_event_low_emotion"] == 12
-    assert "followup_last_run_due_timestamp_seconds" not in families  # no pass yet
