@@ -61,6 +61,18 @@ class FollowupGroup(TyperGroup):
         super().format_help(ctx, formatter)
 
     def invoke(self, ctx: Any) -> Any:
+        import os
+
+        from followup_cli import redact
+
+        # Secrets of the settings in force are masked in everything written to stderr
+        # (log lines, tracebacks, error lines) and in error documents.
+        redact.REDACTOR.clear()  # one command per process; in tests, one per invocation
+        redact.remember_environment(os.environ, {"DATABASE_URL": ctx.params.get("database_url")})
+        with redact.redacting_stderr():
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except FollowupError as error:
@@ -73,8 +85,9 @@ class FollowupGroup(TyperGroup):
             if "--json" in ctx.meta.get("followup.args", ()) and hasattr(error,
                                                                           "format_message"):
                 from followup_cli.cli.output import dumps
+                from followup_cli.redact import scrub
 
-                typer.echo(dumps({"error": {"message": error.format_message(),
+                typer.echo(dumps({"error": {"message": scrub(error.format_message()),
                                             "exit_code": int(getattr(error, "exit_code", 2))}}))
             raise
         except (typer.Exit, typer.Abort):
@@ -91,6 +104,9 @@ class FollowupGroup(TyperGroup):
 
 
 def _report(message: str, code: int) -> NoReturn:
+    from followup_cli.redact import scrub
+
+    message = scrub(message)
     if STATE.json_mode:
         from followup_cli.cli.output import dumps
 
@@ -148,7 +164,9 @@ ops_cmds.register(app)  # health, stats, cleanup, list, show, retry, forget-user
 def _configure_logging() -> None:
     root_logger = logging.getLogger()
     if not any(getattr(h, "_followup", False) for h in root_logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        from followup_cli.redact import StderrHandler
+
+        handler = StderrHandler()  # writes to the current sys.stderr, every record scrubbed
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler._followup = True  # type: ignore[attr-defined]

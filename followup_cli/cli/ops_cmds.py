@@ -49,6 +49,7 @@ def _show_health(out: Output, report: HealthReport) -> None:
         ("executed_today", report.executed_today),
         ("last_run_due_at", report.last_run_due_at),
         ("database", report.database),
+        ("sender", report.sender),
         ("timezone", report.timezone),
     ])
     if report.error:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
+from followup_cli.crypto import MessageCipher
 from followup_cli.db.engine import Database
 from followup_cli.settings import Settings
 from followup_cli.templates import TemplateSet
@@ -29,6 +30,11 @@ class Context:
     @cached_property
     def templates(self) -> TemplateSet:
         return self.settings.templates()
+
+    @cached_property
+    def cipher(self) -> MessageCipher:
+        """Seals message text for storage and opens it for a reader (FOLLOWUP_ENCRYPTION_KEY)."""
+        return MessageCipher.from_settings(self.settings)
 
     def close(self) -> None:
         self.db.dispose()

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from followup_cli.db.schema import FAILED, PENDING
 from followup_cli.errors import FollowupError, InputError
+from followup_cli.redact import sender_display
 from followup_cli.service.context import Context
 from followup_cli.settings import Settings
 from followup_cli.store import monitoring, runs
@@ -59,6 +60,7 @@ class HealthReport:
     last_run_due_at: datetime | None = None
     alerts: list[Alert] = field(default_factory=list)
     error: str | None = None
+    sender: str | None = None  # FOLLOWUP_SENDER as redact.sender_display shows it
 
     @property
     def ok(self) -> bool:
@@ -76,6 +78,7 @@ class HealthReport:
             "executed_today": self.executed_today,
             "enabled": self.enabled,
             "database": self.database,
+            "sender": self.sender,
             "timezone": self.timezone,
             "checked_at": iso(self.checked_at),
             "last_run_due_at": iso(self.last_run_due_at),
@@ -130,7 +133,8 @@ def check_health(ctx: Context) -> HealthReport:
         status=verdict(settings.enabled, alerts), scheduler_running=running,
         pending_jobs=pending, executed_today=executed_today, enabled=settings.enabled,
         database=settings.database_display, timezone=settings.timezone_name,
-        checked_at=now, last_run_due_at=last_at, alerts=alerts)
+        checked_at=now, last_run_due_at=last_at, alerts=alerts,
+        sender=sender_display(settings.sender))
     log.info("health %s: pending=%d executed_today=%d firing=%s", report.status, pending,
              executed_today, ",".join(a.name for a in report.firing) or "-")
     return report
@@ -141,7 +145,8 @@ def unreachable_report(settings: Settings, now: datetime, error: FollowupError) 
     return HealthReport(
         status=UNHEALTHY, scheduler_running=False, pending_jobs=None, executed_today=None,
         enabled=settings.enabled, database=settings.database_display,
-        timezone=settings.timezone_name, checked_at=now, error=str(error))
+        timezone=settings.timezone_name, checked_at=now, error=str(error),
+        sender=sender_display(settings.sender))
 
 
 # --- stats ------------------------------------------------------------------------------
