@@ -76,6 +76,62 @@ def delete_runs_batch(conn: sa.Connection, cutoff: datetime, batch: int) -> int:
     return int(result.rowcount or 0)
 
 
+# --- conversation retention ---------------------------------------------------------------
+
+def _conversation_expired(cutoff: datetime) -> sa.ColumnElement[bool]:
+    """The conversation's last message (or, with none, its creation) is before `cutoff`."""
+    recent = sa.exists().where(msg.c.conversation_id == conv.c.id, msg.c.created_at >= cutoff)
+    any_message = sa.exists().where(msg.c.conversation_id == conv.c.id)
+    return sa.and_(~recent, sa.or_(any_message, conv.c.created_at < cutoff))
+
+
+def _conversation_live() -> sa.ColumnElement[bool]:
+    """A follow-up not yet delivered points at the conversation."""
+    return sa.exists().where(sf.c.conversation_id == conv.c.id,
+                             sf.c.status.in_((PENDING, PROCESSING)))
+
+
+def count_expired_conversations(conn: sa.Connection, cutoff: datetime) -> dict[str, int]:
+    """conversations and messages retention would delete, and expired conversations kept
+    because a live follow-up points at them."""
+    expired = _conversation_expired(cutoff)
+    doomed = sa.select(conv.c.id).where(expired, ~_conversation_live())
+    conversations, kept = conn.execute(sa.select(
+        sa.func.count().filter(~_conversation_live()),
+        sa.func.count().filter(_conversation_live()),
+    ).select_from(conv).where(expired)).one()
+    messages = conn.execute(sa.select(sa.func.count()).select_from(msg).where(
+        msg.c.conversation_id.in_(doomed))).scalar_one()
+    return {"conversations": int(conversations), "messages": int(messages),
+            "kept_live": int(kept)}
+
+
+def delete_expired_conversations_batch(conn: sa.Connection, cutoff: datetime, batch: int
+                                       ) -> tuple[int, int]:
+    """Delete at most `batch` expired conversations no live follow-up points at, with their
+    messages; returns (conversations, messages) deleted."""
+    expired = sa.and_(_conversation_expired(cutoff), ~_conversation_live())
+    query = sa.select(conv.c.id).where(expired).limit(batch)
+    if conn.dialect.name == "postgresql":
+        # Locked conversations wait for the next run; the lock also holds off a message
+        # being added to one meanwhile (its foreign key check needs the row).
+        query = query.with_for_update(skip_locked=True, of=conv)
+    chosen = [r[0] for r in conn.execute(query)]
+    if not chosen:
+        return 0, 0
+    # Checked again now that they are locked: a message may have arrived since.
+    ids = [r[0] for r in conn.execute(
+        sa.select(conv.c.id).where(conv.c.id.in_(sa.bindparam("ids", expanding=True)),
+                                   expired), {"ids": chosen})]
+    if not ids:
+        return 0, 0
+    messages = conn.execute(sa.delete(msg).where(
+        msg.c.conversation_id.in_(sa.bindparam("ids", expanding=True))), {"ids": ids}).rowcount
+    conversations = conn.execute(sa.delete(conv).where(
+        conv.c.id.in_(sa.bindparam("ids", expanding=True))), {"ids": ids}).rowcount
+    return int(conversations or 0), int(messages or 0)
+
+
 # --- retry ------------------------------------------------------------------------------
 
 def retry_failed(conn: sa.Connection, ids: Sequence[str], now: datetime) -> list[str]:
