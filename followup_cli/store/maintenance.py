@@ -108,28 +108,26 @@ def count_expired_conversations(conn: sa.Connection, cutoff: datetime) -> dict[s
 
 def delete_expired_conversations_batch(conn: sa.Connection, cutoff: datetime, batch: int
                                        ) -> tuple[int, int]:
-    """Delete at most `batch` expired conversations no live follow-up points at, with their
-    messages; returns (conversations, messages) deleted."""
+    """Delete at most `batch` expired conversations no live follow-up points at; their
+    messages go with them (ON DELETE CASCADE). Returns (conversations, messages) deleted.
+
+    No SELECT ... FOR UPDATE: that needs UPDATE on ai_conversations, which the scheduler
+    role does not get. The DELETE locks the rows itself and checks the rule again, so a
+    conversation that got a new message meanwhile stays (and keeps all its messages)."""
     expired = sa.and_(_conversation_expired(cutoff), ~_conversation_live())
-    query = sa.select(conv.c.id).where(expired).limit(batch)
-    if conn.dialect.name == "postgresql":
-        # Locked conversations wait for the next run; the lock also holds off a message
-        # being added to one meanwhile (its foreign key check needs the row).
-        query = query.with_for_update(skip_locked=True, of=conv)
-    chosen = [r[0] for r in conn.execute(query)]
+    chosen = [r[0] for r in conn.execute(
+        sa.select(conv.c.id).where(expired).order_by(conv.c.id).limit(batch))]
     if not chosen:
         return 0, 0
-    # Checked again now that they are locked: a message may have arrived since.
-    ids = [r[0] for r in conn.execute(
-        sa.select(conv.c.id).where(conv.c.id.in_(sa.bindparam("ids", expanding=True)),
-                                   expired), {"ids": chosen})]
-    if not ids:
-        return 0, 0
-    messages = conn.execute(sa.delete(msg).where(
-        msg.c.conversation_id.in_(sa.bindparam("ids", expanding=True))), {"ids": ids}).rowcount
-    conversations = conn.execute(sa.delete(conv).where(
-        conv.c.id.in_(sa.bindparam("ids", expanding=True))), {"ids": ids}).rowcount
-    return int(conversations or 0), int(messages or 0)
+    ids: sa.BindParameter[list[str]] = sa.bindparam("ids", expanding=True)
+    per_conversation: dict[str, int] = dict(conn.execute(
+        sa.select(msg.c.conversation_id, sa.func.count())
+        .where(msg.c.conversation_id.in_(ids)).group_by(msg.c.conversation_id),
+        {"ids": chosen}).tuples().all())
+    deleted = [r[0] for r in conn.execute(
+        sa.delete(conv).where(conv.c.id.in_(ids), expired).returning(conv.c.id),
+        {"ids": chosen})]
+    return len(deleted), sum(int(per_conversation.get(c, 0)) for c in deleted)
 
 
 # --- retry ------------------------------------------------------------------------------
