@@ -120,14 +120,14 @@ def delete_expired_conversations_batch(conn: sa.Connection, cutoff: datetime, ba
     if not chosen:
         return 0, 0
     ids: sa.BindParameter[list[str]] = sa.bindparam("ids", expanding=True)
-    per_conversation: dict[str, int] = dict(conn.execute(
+    per_conversation = {str(r[0]): int(r[1]) for r in conn.execute(
         sa.select(msg.c.conversation_id, sa.func.count())
         .where(msg.c.conversation_id.in_(ids)).group_by(msg.c.conversation_id),
-        {"ids": chosen}).tuples().all())
+        {"ids": chosen})}
     deleted = [r[0] for r in conn.execute(
         sa.delete(conv).where(conv.c.id.in_(ids), expired).returning(conv.c.id),
         {"ids": chosen})]
-    return len(deleted), sum(int(per_conversation.get(c, 0)) for c in deleted)
+    return len(deleted), sum(per_conversation.get(c, 0) for c in deleted)
 
 
 # --- retry ------------------------------------------------------------------------------
