@@ -51,6 +51,20 @@ def _split_userinfo(rest: str) -> tuple[str, str, str] | None:
     return user, password, rest[at:]
 
 
+def without_userinfo(url: str) -> str:
+    """`url` without its user part (and so without any password in it)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    parts = _split_userinfo(rest)
+    if parts is not None:
+        return f"{scheme}://{parts[2][1:]}"
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in authority:  # a user without a password
+        return f"{scheme}://{rest.split('@', 1)[1]}"
+    return url
+
+
 def mask_url(url: str) -> str:
     """`url` with its password (user part, `password=`, `sslpassword=`, any
     `...token=`/`...secret=` parameter) masked; a string without `://` is read as a
@@ -90,11 +104,7 @@ def sender_display(spec: str) -> str:
         scheme, sep2, rest = target.partition("://")
         if not sep2:
             return f"webhook:{MASK}"
-        parts = _split_userinfo(rest)
-        if parts is not None:
-            rest = parts[2][1:]
-        elif "@" in rest.split("/", 1)[0]:  # a user without a password
-            rest = rest.split("@", 1)[1]
+        rest = without_userinfo(target).partition("://")[2]
         rest = re.split(r"[?#]", rest, maxsplit=1)[0]
         return f"webhook:{scheme}://{rest}"
     if kind == "command":
@@ -126,8 +136,8 @@ def _url_secrets(url: str) -> set[str]:
 
 
 def _sender_secrets(spec: str) -> set[str]:
-    kind, _, target = spec.partition(":")
-    if kind != "webhook":
+    _kind, _, target = spec.partition(":")
+    if "://" not in target:  # log, file:PATH, command:CMD (keep secrets out of argv)
         return set()
     found = _url_secrets(target)
     parts = re.split(r"[?#]", target.partition("://")[2], maxsplit=1)

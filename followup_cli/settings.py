@@ -120,7 +120,7 @@ def normalize_database_url(url: str) -> str:
     `postgresql://` (what psql and pg_dump take), `postgres://`, `postgresql+asyncpg://`
     (from the guide's .env) all run on psycopg2; `sqlite:///PATH` is used as given.
     """
-    from followup_cli.redact import mask_url
+    from followup_cli.redact import mask_url, without_userinfo
 
     url = url.strip()
     for prefix in ("postgresql+asyncpg://", "postgresql+psycopg2://", "postgresql://",
@@ -129,7 +129,9 @@ def normalize_database_url(url: str) -> str:
             from urllib.parse import urlsplit
 
             try:
-                urlsplit(url).port  # noqa: B018 - a port that is not a number raises here
+                # Without the user part: an unescaped ? # / in a password is accepted
+                # (SQLAlchemy reads it so) and must not pass for the port.
+                urlsplit(without_userinfo(url)).port  # noqa: B018 - a bad port raises
             except ValueError:
                 raise SettingsError(
                     f"DATABASE_URL: the port of {mask_url(url)!r} is not a number") from None
@@ -192,8 +194,10 @@ def parse_sender(name: str, raw: str) -> str:
         return raw
     kind, sep, target = raw.partition(":")
     if not sep or kind not in ("file", "webhook", "command") or not target.strip():
+        # Only the kind is echoed: the rest may be a URL with a token in it.
+        shown = f"{kind}:..." if sep else kind
         raise SettingsError(
-            f"{name}: {raw!r} is not one of log, file:PATH, webhook:URL, command:CMD"
+            f"{name}: {shown!r} is not one of log, file:PATH, webhook:URL, command:CMD"
         )
     if kind == "webhook" and not target.startswith(("http://", "https://")):
         raise SettingsError(f"{name}: webhook URL must start with http:// or https://")
