@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from followup_cli.errors import InputError
+from followup_cli.errors import DatabaseError, InputError
 from followup_cli.service.context import Context
 
 ALL_DML = ("SELECT", "INSERT", "UPDATE", "DELETE")
@@ -152,12 +152,45 @@ def plan_grants(ctx: Context, *, scheduler: str, monitor: str, apply: bool = Fal
                 plan.warnings.append(f"role {name!r} owns {', '.join(owned)}: an owner can "
                                      "alter and drop its tables; make another role the owner")
             for schema in schema_list:
-                if grants.can_create_in_schema(conn, name, schema):
+                if grants.has_schema_privilege(conn, name, schema, "CREATE"):
                     plan.warnings.append(
                         f"role {name!r} may create objects in schema {schema!r} (PostgreSQL "
                         f"before 15 grants that to PUBLIC): REVOKE CREATE ON SCHEMA "
                         f"{grants.quote_ident(schema)} FROM PUBLIC")
         if apply:
             grants.run_statements(conn, plan.statements)
+            # PostgreSQL only warns when a role that is not the owner grants nothing: check
+            # the result, and roll back unless every privilege is in place.
+            missing, extra = _compare(conn, plan)
+            if missing:
+                raise DatabaseError(
+                    f"the grants did not take effect ({missing[0]}"
+                    f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}): run "
+                    "followup db grants --apply as the owner of followup's tables")
+            plan.warnings += extra
             plan.applied = True
     return plan
+
+
+def _compare(conn: Any, plan: GrantPlan) -> tuple[list[str], list[str]]:
+    """(privileges missing, privileges beyond the plan) after applying it."""
+    from followup_cli.store import grants
+
+    missing: list[str] = []
+    extra: list[str] = []
+    for role, wanted_db, kind in ((plan.scheduler, ("CONNECT", "TEMPORARY"), "scheduler"),
+                                  (plan.monitor, ("CONNECT",), "monitor")):
+        missing += [f"{p} on database {plan.database} for {role}" for p in wanted_db
+                    if not grants.has_database_privilege(conn, role, plan.database, p)]
+        missing += [f"USAGE on schema {s} for {role}" for s in plan.schemas
+                    if not grants.has_schema_privilege(conn, role, s, "USAGE")]
+        held = grants.table_privileges(conn, role, plan.tables)
+        for table in plan.tables:
+            wanted = set(getattr(table, kind))
+            missing += [f"{p} on {table.table} for {role}" for p in sorted(wanted - held[
+                table.table])]
+            more = sorted(held[table.table] - wanted)
+            if more:
+                extra.append(f"role {role!r} also holds {', '.join(more)} on {table.table} "
+                             "(through PUBLIC or a role it belongs to)")
+    return missing, extra

@@ -56,14 +56,6 @@ def table_owners(conn: sa.Connection, tables: Sequence[tuple[str, str]]) -> dict
             for schema, table in tables}
 
 
-def can_create_in_schema(conn: sa.Connection, role: str, schema: str) -> bool:
-    """Whether `role` may create objects in `schema` (directly, through PUBLIC or another
-    role it belongs to)."""
-    return bool(conn.execute(
-        sa.text("SELECT has_schema_privilege(:role, :schema, 'CREATE')"),
-        {"role": role, "schema": schema}).scalar_one())
-
-
 @dataclass(frozen=True)
 class TableGrant:
     schema: str
@@ -102,6 +94,31 @@ def grant_statements(*, database: str, schemas: Sequence[str], scheduler: str, m
             out.append(f"GRANT {', '.join(t.monitor)} ON TABLE {t.qualified} TO "
                        f"{quote_ident(monitor)};")
     return out
+
+
+TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES",
+                    "TRIGGER")
+
+
+def table_privileges(conn: sa.Connection, role: str, tables: Sequence[TableGrant]
+                     ) -> dict[str, set[str]]:
+    """The privileges `role` holds on each table, however it got them (directly, through
+    PUBLIC or a role it belongs to)."""
+    query = sa.text("SELECT has_table_privilege(:role, :table, :privilege)")
+    return {t.table: {p for p in TABLE_PRIVILEGES if conn.execute(
+        query, {"role": role, "table": t.qualified, "privilege": p}).scalar()}
+        for t in tables}
+
+
+def has_database_privilege(conn: sa.Connection, role: str, database: str,
+                           privilege: str) -> bool:
+    return bool(conn.execute(sa.text("SELECT has_database_privilege(:r, :d, :p)"),
+                             {"r": role, "d": database, "p": privilege}).scalar())
+
+
+def has_schema_privilege(conn: sa.Connection, role: str, schema: str, privilege: str) -> bool:
+    return bool(conn.execute(sa.text("SELECT has_schema_privilege(:r, :s, :p)"),
+                             {"r": role, "s": schema, "p": privilege}).scalar())
 
 
 def run_statements(conn: sa.Connection, statements: Sequence[str]) -> int:
