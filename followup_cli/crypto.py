@@ -174,6 +174,28 @@ class MessageCipher:
         value = (data or {}).get(CUSTOM_MESSAGE)
         return isinstance(value, str) and self.needs_rewrite(value)
 
+    # --- whole rows (what admission writes and delivery reads) --------------------------
+
+    def seal_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of a scheduled_followups row with message_content and the custom_message
+        in trigger_data sealed: what every creator stores."""
+        out = dict(row)
+        if "message_content" in out:
+            out["message_content"] = self.seal(out["message_content"])
+        if isinstance(out.get("trigger_data"), Mapping):
+            out["trigger_data"] = self.seal_trigger_data(out["trigger_data"])
+        return out
+
+    def open_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of a stored row with both texts opened (DecryptError as `open`): what a
+        sender is given."""
+        out = dict(row)
+        if "message_content" in out:
+            out["message_content"] = self.open(out["message_content"])
+        if isinstance(out.get("trigger_data"), Mapping):
+            out["trigger_data"] = self.open_trigger_data(out["trigger_data"])
+        return out
+
     def reseal(self, stored: str | None) -> str | None:
         """`stored` sealed with the first key: opened and sealed again unless it already is
         (DecryptError as `open`)."""

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from followup_cli.cli.app import app
 from followup_cli.crypto import MessageCipher, key_id
+from followup_cli.service.browse import HIDDEN
 from followup_cli.service.context import Context
 from followup_cli.settings import normalize_database_url
 from tests.conftest import PG_ADMIN_URL, MakeCtx
@@ -80,10 +81,16 @@ def test_reencrypt_refuses_bad_input_with_one_line(sqlite_url: str, args: list[s
 
 def test_show_opens_sealed_messages_only_when_asked(make_ctx: MakeCtx, db_url: str) -> None:
     sealed_row(make_ctx(), "sealed-show", KEY_A, "Hello Ada")
-    hidden = run(db_url, "show", "sealed-show", "--json", FOLLOWUP_ENCRYPTION_KEY=KEY_A)
-    doc = json.loads(hidden.stdout)
-    assert doc["message_content"] is None and doc["trigger_data"]["custom_message"] != (
-        "custom Hello Ada") and "fernet:" not in hidden.stdout
+    # Without --show-message nothing is decrypted: it works even with no key at all.
+    for env in ({"FOLLOWUP_ENCRYPTION_KEY": KEY_A}, {}):
+        hidden = run(db_url, "show", "sealed-show", "--json", **env)
+        assert hidden.exit_code == 0, hidden.output
+        doc = json.loads(hidden.stdout)
+        assert doc["message_content"] is None and not doc["message_shown"]
+        assert doc["trigger_data"]["custom_message"] == HIDDEN
+        assert "fernet:" not in hidden.stdout
+    text = run(db_url, "show", "sealed-show")
+    assert HIDDEN in text.stdout and "fernet:" not in text.stdout
     shown = run(db_url, "show", "sealed-show", "--show-message", "--json",
                 FOLLOWUP_ENCRYPTION_KEY=f"{KEY_B},{KEY_A}")
     doc = json.loads(shown.stdout)

@@ -113,6 +113,22 @@ def test_trigger_data_seals_only_the_custom_message(data: dict) -> None:
     assert data == original  # the input is not modified
 
 
+def test_rows_seal_and_open_as_the_admission_path_and_delivery_use_them() -> None:
+    row = {"id": "f1", "message_content": "Hello Ada", "template_id": "t",
+           "trigger_data": {"event_date": "2026-11-14", "custom_message": "Bring the cake"}}
+    stored = BA.seal_row(row)
+    assert is_sealed(stored["message_content"])
+    assert is_sealed(stored["trigger_data"]["custom_message"])
+    assert stored["trigger_data"]["event_date"] == "2026-11-14" and stored["id"] == "f1"
+    assert row["message_content"] == "Hello Ada"  # a copy
+    assert BA.open_row(stored) == row and B.open_row(stored) == row
+    with pytest.raises(DecryptError):
+        A.open_row(stored)  # sealed with B: A alone cannot open it
+    bare = {"id": "f2", "message_content": None, "trigger_data": None}
+    assert BA.seal_row(bare) == bare and BA.open_row(bare) == bare
+    assert PLAIN.seal_row(row) == row and PLAIN.open_row(row) == row
+
+
 def test_cipher_repr_shows_key_ids_only() -> None:
     assert KEY_A not in repr(A) and key_id(KEY_A) in repr(A)
     settings = load_settings({"FOLLOWUP_ENCRYPTION_KEY": KEY_A, "DATABASE_URL": "sqlite://"})
