@@ -93,7 +93,8 @@ def reencrypt(ctx: Context, *, batch_size: int = DEFAULT_BATCH, dry_run: bool = 
             if not ids:
                 break
             rows = store.texts_of(conn, ids, lock=not dry_run)
-            missing = [i for i in ids if i not in {r["id"] for r in rows}]
+            found = {r["id"] for r in rows}
+            missing = [i for i in ids if i not in found]
             locked = sorted(store.existing_ids(conn, missing))  # the others were deleted
             updates = []
             for row in rows:
