@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from followup_cli.errors import DatabaseError, InputError
 from followup_cli.service.context import Context
+
+if TYPE_CHECKING:
+    from followup_cli.store.grants import TableGrant
 
 ALL_DML = ("SELECT", "INSERT", "UPDATE", "DELETE")
 READ = ("SELECT",)
@@ -79,7 +82,7 @@ class GrantPlan:
     monitor: str
     database: str
     schemas: list[str]
-    tables: list[Any]  # store.grants.TableGrant
+    tables: list[TableGrant]
     statements: list[str]
     warnings: list[str] = field(default_factory=list)
     applied: bool = False

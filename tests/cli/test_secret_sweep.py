@@ -110,14 +110,16 @@ def _files(tmp_path: Path) -> dict[str, str]:
     return {"bookings": str(bookings), "history": str(history)}
 
 
-def _sweep(env: dict[str, str], root_args: list[str], tail: list[str], tmp_path: Path
-           ) -> list[tuple[str, int, str]]:
-    """Run every command; returns (command, exit code, everything it printed)."""
+def _sweep(env: dict[str, str], root_args: list[str], tail: list[str], tmp_path: Path,
+           extra: dict[str, list[str]] | None = None) -> list[tuple[str, int, str]]:
+    """Run every command (with `extra` options for some); returns (command, exit code,
+    everything it printed)."""
     files = _files(tmp_path)
     runner = CliRunner()
     seen = []
     for name, args in SWEEP:
-        argv = [*root_args, *name.split(), *(a.format(**files) for a in args), *tail]
+        argv = [*root_args, *name.split(), *(a.format(**files) for a in args),
+                *(extra or {}).get(name, []), *tail]
         result = runner.invoke(app, argv, env=env)
         printed = f"{result.stdout}\n{result.stderr}\n{result.output}"
         if result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -159,8 +161,14 @@ def test_no_secret_is_ever_printed(case: str, verbosity: str, request: pytest.Fi
 
 @pytest.mark.parametrize("verbosity", list(VERBOSITY))
 def test_no_secret_given_as_an_option_is_printed(verbosity: str, tmp_path: Path,
-                                                 logs_to_stderr: None) -> None:
+                                                 sqlite_url: str, logs_to_stderr: None) -> None:
     root_args, tail = VERBOSITY[verbosity]
-    root_args = [*root_args, *(x for kv in OVERRIDE.items() for x in kv)]
-    leaks = _leaks(_sweep({}, root_args, tail, tmp_path))
+    unreachable = [*root_args, *(x for kv in OVERRIDE.items() for x in kv)]
+    leaks = _leaks(_sweep({}, unreachable, tail, tmp_path))
     assert not leaks, leaks[0]
+    # run-due --sender with a token, delivering (and failing) against a live database
+    live = [*root_args, "--database-url", sqlite_url]
+    sender = ["--sender", "webhook:http://JUNKj1:JUNKj2@127.0.0.1:1/h?token=JUNKj3"]
+    seen = _sweep({}, live, tail, tmp_path, {"run-due": sender})
+    assert not _leaks(seen), _leaks(seen)[0]
+    assert dict((name, code) for name, code, _ in seen)["run-due"] == 0
