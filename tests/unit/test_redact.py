@@ -163,3 +163,21 @@ def test_log_handler_scrubs_records_and_tracebacks(capsys: pytest.CaptureFixture
         logger.removeHandler(handler)
     err = capsys.readouterr().err
     assert "Traceback" in err and "JUNK" not in err
+
+
+@pytest.mark.parametrize("url", ["postgresql://u:pa?ss@h:5432/db", "postgresql://u:p#w/x@h/db",
+                                 "postgresql://u:p@ss@h:5432/db"])
+def test_a_password_with_unescaped_delimiters_is_accepted(url: str) -> None:
+    """SQLAlchemy connects with such a password; the port check must not trip over it."""
+    from followup_cli.settings import normalize_database_url
+
+    assert normalize_database_url(url).startswith("postgresql+psycopg2://u:")
+
+
+def test_a_bad_port_is_still_refused_with_the_password_masked() -> None:
+    from followup_cli.errors import SettingsError
+    from followup_cli.settings import normalize_database_url
+
+    with pytest.raises(SettingsError, match="port") as info:
+        normalize_database_url("postgresql://u:se?cret@h:xyz/db")
+    assert "se?cret" not in str(info.value) and "cret" not in str(info.value)
