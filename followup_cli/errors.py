@@ -56,6 +56,19 @@ class SchemaError(DatabaseError):
     """The database schema is missing or older than this version: run `followup db upgrade`."""
 
 
+class DecryptError(FollowupError):
+    """A stored message is encrypted and no key of FOLLOWUP_ENCRYPTION_KEY opens it (or no
+    key is set). Add the key it was sealed with (its id is in the message) to the list.
+
+    `no_key` is True when FOLLOWUP_ENCRYPTION_KEY is not set at all: a settings problem
+    (exit 2); a key that does not open the value is a runtime failure (exit 1)."""
+
+    def __init__(self, message: str, *, no_key: bool = False):
+        super().__init__(message)
+        self.no_key = no_key
+        self.exit_code = ExitCode.INVALID if no_key else ExitCode.FAILURE
+
+
 class DeliveryError(Exception):
     """A sender could not deliver one follow-up.
 

@@ -31,6 +31,8 @@ SETTINGS_DOC: tuple[tuple[str, str, str], ...] = (
     ("FOLLOWUP_LEASE_SECONDS", "600", "how long a claimed follow-up is held"),
     ("FOLLOWUP_SEND_WINDOW", "none", "e.g. 09:00-20:00; deliveries wait outside it"),
     ("FOLLOWUP_WEBHOOK_SECRET", "none", "Standard Webhooks secret (whsec_ + base64)"),
+    ("FOLLOWUP_ENCRYPTION_KEY", "none",
+     "Fernet keys, comma-separated: the first encrypts messages, all decrypt"),
     ("FOLLOWUP_ALERT_FAILURES", "10", "health: failures in the last hour above this alert"),
     ("FOLLOWUP_ALERT_DELAY_MINUTES", "30", "health: mean delay in the last hour above this"),
     ("FOLLOWUP_ALERT_BACKLOG", "50", "health: pending over an hour late above this"),
@@ -104,6 +106,8 @@ class Settings:
     lease_seconds: int = 600
     send_window: SendWindow | None = None
     webhook_secret: bytes | None = field(default=None, repr=False)
+    # Fernet keys (url-safe base64 text), the first encrypts; see followup_cli.crypto.
+    encryption_keys: tuple[str, ...] = field(default=(), repr=False)
     alerts: AlertThresholds = field(default_factory=AlertThresholds)
 
     @property
@@ -126,23 +130,10 @@ class Settings:
 
     @property
     def database_display(self) -> str:
-        """The database URL with any password masked, for output and logs."""
-        return mask_password(self.database_url)
+        """The database URL for output and logs: plain `postgresql://`, password masked."""
+        from followup_cli.redact import display_url
 
-
-def mask_password(url: str) -> str:
-    """The URL with its password hidden, in the user part or a `password=` parameter."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    if "@" in rest.split("?", 1)[0]:
-        creds, _, host = rest.partition("?")[0].rpartition("@")
-        query = rest.partition("?")[2]
-        if ":" in creds:
-            creds = creds.split(":", 1)[0] + ":***"
-        rest = f"{creds}@{host}" + (f"?{query}" if query else "")
-    rest = re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", rest)
-    return f"{scheme}://{rest}"
+        return display_url(self.database_url)
 
 
 def normalize_database_url(url: str) -> str:
@@ -151,6 +142,8 @@ def normalize_database_url(url: str) -> str:
     `postgresql://` (what psql and pg_dump take), `postgres://`, `postgresql+asyncpg://`
     (from the guide's .env) all run on psycopg2; `sqlite:///PATH` is used as given.
     """
+    from followup_cli.redact import mask_url, without_userinfo
+
     url = url.strip()
     for prefix in ("postgresql+asyncpg://", "postgresql+psycopg2://", "postgresql://",
                    "postgres://"):
@@ -158,16 +151,18 @@ def normalize_database_url(url: str) -> str:
             from urllib.parse import urlsplit
 
             try:
-                urlsplit(url).port  # noqa: B018 - a port that is not a number raises here
+                # Without the user part: an unescaped ? # / in a password is accepted
+                # (SQLAlchemy reads it so) and must not pass for the port.
+                urlsplit(without_userinfo(url)).port  # noqa: B018 - a bad port raises
             except ValueError:
                 raise SettingsError(
-                    f"DATABASE_URL: the port of {mask_password(url)!r} is not a number") from None
+                    f"DATABASE_URL: the port of {mask_url(url)!r} is not a number") from None
             return "postgresql+psycopg2://" + url[len(prefix):]
     if url.startswith("sqlite://"):
         return url
     raise SettingsError(
         "DATABASE_URL: expected postgresql://user:pass@host:5432/db or sqlite:///PATH, "
-        f"got {mask_password(url)!r}"
+        f"got {mask_url(url)!r}"
     )
 
 
@@ -221,8 +216,10 @@ def parse_sender(name: str, raw: str) -> str:
         return raw
     kind, sep, target = raw.partition(":")
     if not sep or kind not in ("file", "webhook", "command") or not target.strip():
+        # Only the kind is echoed: the rest may be a URL with a token in it.
+        shown = f"{kind}:..." if sep else kind
         raise SettingsError(
-            f"{name}: {raw!r} is not one of log, file:PATH, webhook:URL, command:CMD"
+            f"{name}: {shown!r} is not one of log, file:PATH, webhook:URL, command:CMD"
         )
     if kind == "webhook" and not target.startswith(("http://", "https://")):
         raise SettingsError(f"{name}: webhook URL must start with http:// or https://")
@@ -238,6 +235,24 @@ def parse_secret(name: str, raw: str) -> bytes:
     if len(secret) < 8:
         raise SettingsError(f"{name}: secret is too short (at least 8 bytes after base64)")
     return secret
+
+
+FERNET_KEY = re.compile(r"[A-Za-z0-9_-]{43}=")
+
+
+def parse_encryption_keys(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated Fernet keys. An error names the key's position, never its text."""
+    keys = tuple(part.strip() for part in raw.split(","))
+    for position, key in enumerate(keys, 1):
+        where = f"key {position} of {len(keys)}"
+        if not key:
+            raise SettingsError(f"{name}: {where} is empty (keys are separated by commas)")
+        # Fernet itself decodes leniently (stray characters are dropped): be strict.
+        if not FERNET_KEY.fullmatch(key) or len(base64.urlsafe_b64decode(key)) != 32:
+            raise SettingsError(
+                f"{name}: {where} is not a Fernet key (44 characters of url-safe base64, "
+                "as Fernet.generate_key() makes)")
+    return keys
 
 
 def load_settings(
@@ -281,6 +296,7 @@ def load_settings(
     window_raw = get("FOLLOWUP_SEND_WINDOW")
     secret_raw = get("FOLLOWUP_WEBHOOK_SECRET")
     sender_raw = get("FOLLOWUP_SENDER")
+    keys_raw = get("FOLLOWUP_ENCRYPTION_KEY")
     settings = Settings(
         database_url=database_url,
         database_is_default=is_default,
@@ -301,6 +317,8 @@ def load_settings(
         send_window=parse_window("FOLLOWUP_SEND_WINDOW", window_raw) if window_raw else None,
         webhook_secret=parse_secret("FOLLOWUP_WEBHOOK_SECRET", secret_raw)
         if secret_raw else None,
+        encryption_keys=parse_encryption_keys("FOLLOWUP_ENCRYPTION_KEY", keys_raw)
+        if keys_raw else (),
         alerts=AlertThresholds(
             failures_per_hour=int(num("FOLLOWUP_ALERT_FAILURES", 10, minimum=0, integer=True)),
             delay_minutes=num("FOLLOWUP_ALERT_DELAY_MINUTES", 30, minimum=0, integer=False,

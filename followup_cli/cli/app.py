@@ -132,6 +132,18 @@ class FollowupGroup(TyperGroup):
         sys.exit(code)
 
     def invoke(self, ctx: Any) -> Any:
+        import os
+
+        from followup_cli import redact
+
+        # Secrets of the settings in force are masked in everything written to stderr
+        # (log lines, tracebacks, error lines) and in error documents.
+        redact.REDACTOR.clear()  # one command per process; in tests, one per invocation
+        redact.remember_environment(os.environ, {"DATABASE_URL": ctx.params.get("database_url")})
+        with redact.redacting_stderr():
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except FollowupError as error:
@@ -161,7 +173,11 @@ def _usage_error(error: Any, json_mode: bool) -> int:
 
 
 def _error_line(message: str, code: int, json_mode: bool) -> int:
-    """The one error shape: a JSON document on stdout (with --json) and one line on stderr."""
+    """The one error shape: a JSON document on stdout (with --json) and one line on stderr,
+    secrets of the settings in force masked in both."""
+    from followup_cli.redact import scrub
+
+    message = scrub(message)
     if json_mode:
         from followup_cli.cli.output import dumps
 
@@ -235,7 +251,9 @@ serve_cmds.register(app)  # serve
 def _configure_logging() -> None:
     root_logger = logging.getLogger()
     if not any(getattr(h, "_followup", False) for h in root_logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        from followup_cli.redact import StderrHandler
+
+        handler = StderrHandler()  # writes to the current sys.stderr, every record scrubbed
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler._followup = True  # type: ignore[attr-defined]

@@ -73,6 +73,11 @@ STATE = GlobalState()
 def settings(**overrides: Any) -> Settings:
     merged: dict[str, str | None] = dict(STATE.overrides)
     merged.update({k: None if v is None else str(v) for k, v in overrides.items()})
+    import os
+
+    from followup_cli.redact import remember_environment
+
+    remember_environment(os.environ, merged)  # before parsing: its errors are scrubbed too
     return load_settings(overrides=merged)
 
 

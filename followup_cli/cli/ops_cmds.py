@@ -80,6 +80,7 @@ def _show_health(out: Output, report: HealthReport, *, quiet: bool = False) -> N
          f"{cell(scan.finished_at)} {scan.status}" + "".join(
              f", {k} {scan.counts[k]}" for k in SCAN_COUNTS if k in scan.counts)),
         ("database", report.database),
+        ("sender", report.sender),
         ("timezone", report.timezone),
     ])
     if report.error:
@@ -211,6 +212,10 @@ def cleanup(
     include_cancelled: Annotated[bool, typer.Option(
         "--include-cancelled", help="Also delete cancelled follow-ups (by cancelled_at).")
     ] = False,
+    conversations_older_than_days: Annotated[float | None, typer.Option(
+        "--conversations-older-than-days", metavar="DAYS", show_default=False,
+        help="Also delete conversations (and their messages) whose last message is older; "
+             "off by default.")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Only count what would be deleted.")] = False,
     yes: YesOpt = False,
@@ -220,21 +225,32 @@ def cleanup(
 
     Executed follow-ups older than --older-than-days (by executed_at) always; failed and
     cancelled ones only when asked; run records of passes finished before the same cutoff.
-    Deletes 1,000 rows per transaction, so a large clean-up never holds long locks. Asks on
-    a terminal; cron needs --yes.
+    With --conversations-older-than-days, also the conversation memory: conversations whose
+    last message (or, with none, their creation) is older, with all their messages; one a
+    pending or in-flight follow-up points at is kept until that follow-up has ended.
+    Deletes 1,000 rows (or conversations) per transaction, so a large clean-up never holds
+    long locks. Asks on a terminal; cron needs --yes.
 
     Example:
 
         followup cleanup --dry-run
 
         followup cleanup --older-than-days 90 --include-cancelled --yes
+
+        followup cleanup --conversations-older-than-days 365 --yes
     """
     out = output(json)
     from followup_cli.service.maintenance import cleanup as run_cleanup
 
-    result = run_cleanup(context(), older_than_days=older_than_days,
-                         include_failed=include_failed, include_cancelled=include_cancelled,
-                         dry_run=dry_run, confirm=_asker(out, "rows", yes))
+    with out.progress("deleting") as progress:
+        result = run_cleanup(context(), older_than_days=older_than_days,
+                             include_failed=include_failed,
+                             include_cancelled=include_cancelled,
+                             conversations_older_than_days=conversations_older_than_days,
+                             dry_run=dry_run, confirm=_asker(out, "rows", yes),
+                             progress=progress)
+    for warning in result.warnings:
+        typer.echo(f"followup: warning: {warning}", err=True)
     if out.json_mode:
         out.json(result.to_json())
         return
@@ -245,6 +261,9 @@ def cleanup(
     out.line(f"{verb} {result.total} rows older than {result.cutoff:%Y-%m-%d %H:%M} UTC"
              + ("" if result.dry_run else f" in {result.batches} batches"))
     out.table(["kind", "rows"], sorted(result.counts.items()))
+    if result.conversations_kept_live:
+        out.line(f"kept {result.conversations_kept_live} old conversations that pending "
+                 "follow-ups point at (deleted once those have ended)")
 
 
 # --- list / show / retry ----------------------------------------------------------------

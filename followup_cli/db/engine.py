@@ -20,7 +20,7 @@ from followup_cli.db import (
     STATEMENT_TIMEOUT_MS,
 )
 from followup_cli.errors import DatabaseError, FollowupError, SchemaError
-from followup_cli.settings import mask_password
+from followup_cli.redact import display_url, scrub
 
 if TYPE_CHECKING:
     from followup_cli.settings import Settings
@@ -37,8 +37,9 @@ def _first_line(error: BaseException) -> str:
 
 def translate(error: exc.DBAPIError | exc.SQLAlchemyError, url: str) -> FollowupError:
     """One place that turns driver errors into followup's exceptions."""
-    message = _first_line(error)
-    where = mask_password(url)
+    # A driver may quote what it parsed out of the URL (a host holding part of a password).
+    message = scrub(_first_line(error))
+    where = display_url(url)
     lowered = message.lower()
     missing_object = (
         ("relation" in lowered or "column" in lowered) and "does not exist" in lowered
@@ -149,7 +150,7 @@ class Database:
             if not self.auto_migrate:
                 found = "no schema" if current is None else f"schema revision {current}"
                 raise SchemaError(
-                    f"{mask_password(self.url)} has {found}, this followup needs "
+                    f"{display_url(self.url)} has {found}, this followup needs "
                     f"{SCHEMA_REVISION}: run `followup db upgrade`"
                 )
             from followup_cli.db.migrate import upgrade

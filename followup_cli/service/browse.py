@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from followup_cli.db.schema import STATUSES, TRIGGER_TYPES
-from followup_cli.errors import InputError, NotFoundError
+from followup_cli.errors import DecryptError, InputError, NotFoundError
 from followup_cli.service.context import Context
 from followup_cli.service.ids import MIN_PREFIX
 from followup_cli.service.requests import (
@@ -137,13 +137,20 @@ def show_followup(ctx: Context, followup_id: str, *, show_message: bool = False)
         hint = (f" (an id prefix needs at least {MIN_PREFIX} characters)"
                 if len(followup_id) < MIN_PREFIX else "")
         raise NotFoundError(f"no follow-up with id {followup_id!r}{hint}")
-    if not show_message:
+    data = dict(row.get("trigger_data") or {})
+    if not show_message:  # withheld, and so never decrypted
         if row.get("message_content") is not None:
             row["message_content"] = None
-        data = dict(row.get("trigger_data") or {})
         if data.get("custom_message"):
             data["custom_message"] = HIDDEN
-        row["trigger_data"] = data
+    else:
+        try:
+            row["message_content"] = ctx.cipher.open(row.get("message_content"))
+            data = ctx.cipher.open_trigger_data(data)
+        except DecryptError as error:
+            raise DecryptError(f"follow-up {followup_id}: {error}",
+                               no_key=error.no_key) from None
+    row["trigger_data"] = data
     return ShowResult(row, show_message)
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from followup_cli.crypto import MessageCipher
 from followup_cli.db.engine import Database
 from followup_cli.settings import Settings
 from followup_cli.templates import TemplateSet
@@ -37,10 +38,16 @@ class Context:
     def templates(self) -> TemplateSet:
         return self.settings.templates()
 
+    @cached_property
+    def cipher(self) -> MessageCipher:
+        """Seals message text for storage and opens it for a reader (FOLLOWUP_ENCRYPTION_KEY)."""
+        return MessageCipher.from_settings(self.settings)
+
     @property
     def seal(self) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
-        """Encrypts a row's message fields before it is written; None: stored as given."""
-        return None
+        """What every creator applies to a row before it is written (admission calls it):
+        the message fields sealed with the first key; None without a key (stored as given)."""
+        return self.cipher.seal_row if self.cipher.enabled else None
 
     def close(self) -> None:
         self.db.dispose()

@@ -38,9 +38,15 @@ class CleanupResult:
     older_than_days: float
     kinds: list[str]
     dry_run: bool
-    counts: dict[str, int]  # executed / failed / cancelled / runs: found (dry run) or deleted
+    # executed / failed / cancelled / runs (and conversations / messages with conversation
+    # retention): found (dry run) or deleted
+    counts: dict[str, int]
     batches: int = 0
     aborted: bool = False
+    conversations_older_than_days: float | None = None
+    conversations_cutoff: datetime | None = None
+    conversations_kept_live: int = 0  # expired, but a live follow-up points at them
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -49,30 +55,62 @@ class CleanupResult:
     def to_json(self) -> dict[str, Any]:
         return {"dry_run": self.dry_run, "aborted": self.aborted, "cutoff": iso(self.cutoff),
                 "older_than_days": self.older_than_days, "kinds": self.kinds,
-                "counts": self.counts, "total": self.total, "batches": self.batches}
+                "counts": self.counts, "total": self.total, "batches": self.batches,
+                "conversations_older_than_days": self.conversations_older_than_days,
+                "conversations_cutoff": iso(self.conversations_cutoff),
+                "conversations_kept_live": self.conversations_kept_live,
+                "warnings": self.warnings}
+
+
+def _days(what: str, days: float) -> float:
+    if not 0 <= days <= MAX_DAYS:  # also refuses NaN and infinity
+        raise InputError(f"{what}: {days:g} days must be from 0 to {MAX_DAYS}")
+    return days
 
 
 def cleanup(ctx: Context, *, older_than_days: float = DEFAULT_RETENTION_DAYS,
             include_failed: bool = False, include_cancelled: bool = False,
+            conversations_older_than_days: float | None = None,
             dry_run: bool = False, confirm: Confirm | None = None,
-            batch: int = BATCH) -> CleanupResult:
+            batch: int = BATCH,
+            progress: Callable[[int, int | None], None] | None = None) -> CleanupResult:
     """Delete executed follow-ups (and optionally failed and cancelled ones) that ended more
     than `older_than_days` ago, and run records as old, in batches of `batch` rows per
     transaction. Executed rows go by executed_at, failed by their last attempt, cancelled
-    by cancelled_at."""
-    if not 0 <= older_than_days <= MAX_DAYS:  # also refuses NaN and infinity
-        raise InputError(f"retention: {older_than_days:g} days must be from 0 to "
-                         f"{MAX_DAYS}")
+    by cancelled_at.
+
+    With `conversations_older_than_days`, also conversations whose last message (or, with
+    none, their creation) is older, with their messages, `batch` conversations per
+    transaction. A conversation a live (pending or in-flight) follow-up points at is kept
+    (and counted) until that follow-up has ended: its receiver may open the conversation."""
+    _days("retention", older_than_days)
+    if conversations_older_than_days is not None:
+        _days("conversation retention", conversations_older_than_days)
     if batch < 1:
         raise InputError("batch size must be at least 1")
     now = ctx.now()
     cutoff = now - timedelta(days=older_than_days)
+    conv_cutoff = (None if conversations_older_than_days is None
+                   else now - timedelta(days=conversations_older_than_days))
     kinds = [EXECUTED] + ([FAILED] if include_failed else []) + (
         [CANCELLED] if include_cancelled else [])
+    kept_live = 0
     with ctx.db.transaction(readonly=True) as conn:
         found = {k: maintenance.count_expired(conn, k, cutoff) for k in kinds}
         found["runs"] = maintenance.count_runs_finished_before(conn, cutoff)
-    result = CleanupResult(cutoff, older_than_days, kinds, dry_run, found)
+        if conv_cutoff is not None:
+            conv_counts = maintenance.count_expired_conversations(conn, conv_cutoff)
+            kept_live = conv_counts.pop("kept_live")
+            found.update(conv_counts)
+    result = CleanupResult(cutoff, older_than_days, kinds, dry_run, found,
+                           conversations_older_than_days=conversations_older_than_days,
+                           conversations_cutoff=conv_cutoff, conversations_kept_live=kept_live)
+    if (conversations_older_than_days is not None
+            and conversations_older_than_days <= ctx.settings.inactive_days):
+        result.warnings.append(
+            f"a conversation retention of {conversations_older_than_days:g} days is not "
+            f"more than REENGAGEMENT_INACTIVE_DAYS ({ctx.settings.inactive_days}): users inactive "
+            "that long lose their history before scan-inactive can re-engage them")
     if dry_run or result.total == 0:
         return result
     if confirm is not None and not confirm(found):
@@ -91,6 +129,19 @@ def cleanup(ctx: Context, *, older_than_days: float = DEFAULT_RETENTION_DAYS,
                 break
             result.batches += 1
             deleted[kind] += n
+            if progress is not None:
+                progress(sum(deleted.values()), result.total)
+    while conv_cutoff is not None:
+        with ctx.db.transaction() as conn:
+            conversations, messages = maintenance.delete_expired_conversations_batch(
+                conn, conv_cutoff, batch)
+        if not conversations:
+            break
+        result.batches += 1
+        deleted["conversations"] += conversations
+        deleted["messages"] += messages
+        if progress is not None:
+            progress(sum(deleted.values()), result.total)
     result.counts = deleted
     log.info("cleanup deleted %s in %d batches (cutoff %s)", deleted, result.batches,
              iso(cutoff))

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from followup_cli.db.schema import FAILED, PENDING
 from followup_cli.errors import FollowupError, InputError
+from followup_cli.redact import sender_display
 from followup_cli.service.context import Context
 from followup_cli.settings import Settings
 from followup_cli.store import monitoring
@@ -90,6 +91,7 @@ class HealthReport:
     last_scan_inactive: LastRun | None = None
     alerts: list[Alert] = field(default_factory=list)
     error: FollowupError | None = None
+    sender: str | None = None  # FOLLOWUP_SENDER as redact.sender_display shows it
 
     @property
     def ok(self) -> bool:
@@ -110,6 +112,7 @@ class HealthReport:
             "executed_today": self.executed_today,
             "enabled": self.enabled,
             "database": self.database,
+            "sender": self.sender,
             "timezone": self.timezone,
             "checked_at": iso(self.checked_at),
             "last_run_due_at": iso(self.last_run_due_at),
@@ -194,7 +197,7 @@ def read_health(conn: sa.Connection, settings: Settings, now: datetime) -> Healt
         checked_at=now, last_run_due_at=last_at,
         last_scan_inactive=None if last_scan is None else LastRun(
             last_scan["finished_at"], str(last_scan["status"]), dict(last_scan["counts"] or {})),
-        alerts=alerts)
+        alerts=alerts, sender=None if settings.sender is None else sender_display(settings.sender))
 
 
 def unreachable_report(settings: Settings, now: datetime, error: FollowupError) -> HealthReport:
@@ -202,7 +205,8 @@ def unreachable_report(settings: Settings, now: datetime, error: FollowupError) 
     return HealthReport(
         status=UNHEALTHY, scheduler_running=False, pending_jobs=None, executed_today=None,
         enabled=settings.enabled, database=settings.database_display,
-        timezone=settings.timezone_name, checked_at=now, error=error)
+        timezone=settings.timezone_name, checked_at=now, error=error,
+        sender=None if settings.sender is None else sender_display(settings.sender))
 
 
 # --- stats ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from followup_cli.db import rules
 from followup_cli.db.schema import CANCELLED, EXECUTED, FAILED
 from followup_cli.db.schema import ai_conversations as conv
 from followup_cli.db.schema import ai_messages as msg
@@ -67,6 +68,59 @@ def delete_runs_batch(conn: sa.Connection, cutoff: datetime, batch: int) -> int:
     result = conn.execute(sa.delete(runs).where(
         runs.c.id.in_(sa.bindparam("ids", expanding=True))), {"ids": chosen})
     return int(result.rowcount or 0)
+
+
+# --- conversation retention ---------------------------------------------------------------
+
+def _conversation_expired(cutoff: datetime) -> sa.ColumnElement[bool]:
+    """The conversation's last message (or, with none, its creation) is before `cutoff`."""
+    recent = sa.exists().where(msg.c.conversation_id == conv.c.id, msg.c.created_at >= cutoff)
+    any_message = sa.exists().where(msg.c.conversation_id == conv.c.id)
+    return sa.and_(~recent, sa.or_(any_message, conv.c.created_at < cutoff))
+
+
+def _conversation_live() -> sa.ColumnElement[bool]:
+    """A follow-up not yet delivered points at the conversation."""
+    return sa.exists().where(sf.c.conversation_id == conv.c.id, rules.is_live(sf))
+
+
+def count_expired_conversations(conn: sa.Connection, cutoff: datetime) -> dict[str, int]:
+    """conversations and messages retention would delete, and expired conversations kept
+    because a live follow-up points at them."""
+    expired = _conversation_expired(cutoff)
+    doomed = sa.select(conv.c.id).where(expired, ~_conversation_live())
+    conversations, kept = conn.execute(sa.select(
+        sa.func.count().filter(~_conversation_live()),
+        sa.func.count().filter(_conversation_live()),
+    ).select_from(conv).where(expired)).one()
+    messages = conn.execute(sa.select(sa.func.count()).select_from(msg).where(
+        msg.c.conversation_id.in_(doomed))).scalar_one()
+    return {"conversations": int(conversations), "messages": int(messages),
+            "kept_live": int(kept)}
+
+
+def delete_expired_conversations_batch(conn: sa.Connection, cutoff: datetime, batch: int
+                                       ) -> tuple[int, int]:
+    """Delete at most `batch` expired conversations no live follow-up points at; their
+    messages go with them (ON DELETE CASCADE). Returns (conversations, messages) deleted.
+
+    No SELECT ... FOR UPDATE: that needs UPDATE on ai_conversations, which the scheduler
+    role does not get. The DELETE locks the rows itself and checks the rule again, so a
+    conversation that got a new message meanwhile stays (and keeps all its messages)."""
+    expired = sa.and_(_conversation_expired(cutoff), ~_conversation_live())
+    chosen = [r[0] for r in conn.execute(
+        sa.select(conv.c.id).where(expired).order_by(conv.c.id).limit(batch))]
+    if not chosen:
+        return 0, 0
+    ids: sa.BindParameter[list[str]] = sa.bindparam("ids", expanding=True)
+    per_conversation = {str(r[0]): int(r[1]) for r in conn.execute(
+        sa.select(msg.c.conversation_id, sa.func.count())
+        .where(msg.c.conversation_id.in_(ids)).group_by(msg.c.conversation_id),
+        {"ids": chosen})}
+    deleted = [r[0] for r in conn.execute(
+        sa.delete(conv).where(conv.c.id.in_(ids), expired).returning(conv.c.id),
+        {"ids": chosen})]
+    return len(deleted), sum(per_conversation.get(c, 0) for c in deleted)
 
 
 # --- retry ------------------------------------------------------------------------------

@@ -101,7 +101,7 @@ def test_health_unreachable_database_exit_4() -> None:
     # the one error shape of every command, beside the health fields
     assert doc["error"]["exit_code"] == 4
     assert "cannot use the database" in doc["error"]["message"]
-    assert doc["database"] == "postgresql+psycopg2://app:***@127.0.0.1:1/nowhere"
+    assert doc["database"] == "postgresql://app:***@127.0.0.1:1/nowhere"  # the form psql takes
     one_error_line(result, "cannot use the database")
     assert "hunter2" not in result.output
     plain = run(url, "health")

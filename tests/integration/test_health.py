@@ -159,8 +159,9 @@ def test_executed_today_is_the_scheduler_zones_day(make_ctx: MakeCtx, clock: Fak
 def test_report_names_the_database_with_password_masked(ctx: Context) -> None:
     report = check_health(ctx)
     assert report.database == ctx.settings.database_display
-    assert report.database.removeprefix("postgresql+psycopg2://").split("@")[-1] in (
+    assert report.database.removeprefix("postgresql://").split("@")[-1] in (
         ctx.settings.database_url)
+    assert not report.database.startswith("postgresql+")  # the plain form psql accepts
 
 
 # --- the last scan-inactive and the missed daily scan -----------------------------------

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from followup_cli.errors import ExitCode, SettingsError
-from followup_cli.settings import load_settings, mask_password, normalize_database_url
+from followup_cli.redact import mask_url
+from followup_cli.settings import load_settings, normalize_database_url
 
 
 def test_defaults_use_the_embedded_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -41,8 +42,8 @@ def test_memory_backend_is_accepted_and_ignored() -> None:
 
 
 def test_password_is_masked() -> None:
-    assert mask_password("postgresql://app:s3cret@db:5432/x") == "postgresql://app:***@db:5432/x"
-    assert mask_password("sqlite:///a.db") == "sqlite:///a.db"
+    assert mask_url("postgresql://app:s3cret@db:5432/x") == "postgresql://app:***@db:5432/x"
+    assert mask_url("sqlite:///a.db") == "sqlite:///a.db"
 
 
 @pytest.mark.parametrize(("env", "needle"), [
@@ -117,5 +118,5 @@ def test_values_out_of_range_are_refused_at_start(env: dict[str, str], needle: s
 
 
 def test_password_in_query_string_is_masked() -> None:
-    masked = mask_password("postgresql://app:pw1@db/x?password=pw2&sslmode=require")
+    masked = mask_url("postgresql://app:pw1@db/x?password=pw2&sslmode=require")
     assert "pw1" not in masked and "pw2" not in masked and "sslmode=require" in masked
