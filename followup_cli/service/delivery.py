@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
-from followup_cli.errors import DatabaseError, DeliveryError, InputError
+from followup_cli.errors import DatabaseError, DecryptError, DeliveryError, InputError
 from followup_cli.service.backoff import after_failure
 from followup_cli.service.senders import (
     Sender,
@@ -468,9 +468,19 @@ class _Pass:
     # --- sending ------------------------------------------------------------------------
 
     def _reveal(self, row: Claimed) -> dict[str, Any]:
-        """The payload, with any stored secret opened; a row that cannot be opened is a
-        permanent failure of that row, never garbage sent to a user."""
-        return payload(row, row.message_content, row.trigger_data)
+        """The payload, with the stored message and custom message opened. A row that
+        cannot be opened fails alone, never garbage sent to a user: at once when no listed
+        key opens it (add the key it names, then `followup retry`), as a retry when no key
+        is set at all (a setting that is missing, likely to be put back)."""
+        cipher = self.ctx.cipher
+        try:
+            message = cipher.open(row.message_content)
+            data = (cipher.open_trigger_data(row.trigger_data)
+                    if isinstance(row.trigger_data, dict) else row.trigger_data)
+        except DecryptError as error:
+            raise DeliveryError(f"cannot open the stored message: {error}",
+                                transient=error.no_key) from None
+        return payload(row, message, data)
 
     def _send_inline(self) -> None:
         """Concurrency 1: a batch sender gets everything queued in one call (one write per
