@@ -81,7 +81,7 @@ def health(json: JsonOpt = False) -> None:
     from followup_cli.errors import DatabaseError
     from followup_cli.service.monitoring import check_health, unreachable_report
 
-    ctx = context()
+    ctx = context(read_only=True)
     try:
         report = check_health(ctx)
     except DatabaseError as error:
@@ -142,7 +142,7 @@ def stats(
         raise InputError("--json and --format prometheus exclude each other")
     from followup_cli.service.monitoring import collect_stats
 
-    result = collect_stats(context(), days)
+    result = collect_stats(context(read_only=True), days)
     if fmt is StatsFormat.prometheus:
         out.stream.write(result.to_prometheus())
         out.stream.flush()
@@ -183,7 +183,7 @@ def cleanup(
     out = output(json)
     from followup_cli.service.maintenance import cleanup as run_cleanup
 
-    result = run_cleanup(context(), older_than_days=older_than_days,
+    result = run_cleanup(context(read_only=dry_run), older_than_days=older_than_days,
                          include_failed=include_failed, include_cancelled=include_cancelled,
                          dry_run=dry_run, confirm=_asker(out, "rows", yes))
     if out.json_mode:
@@ -229,7 +229,7 @@ def list_cmd(
     out = output(json)
     from followup_cli.service.browse import list_followups
 
-    result = list_followups(context(), user_id=user_id, statuses=status,
+    result = list_followups(context(read_only=True), user_id=user_id, statuses=status,
                             trigger_type=trigger_type, since=since, until=until, limit=limit)
     if out.json_mode:
         out.json(result.to_json())
@@ -261,7 +261,7 @@ def show(
     out = output(json)
     from followup_cli.service.browse import HIDDEN, show_followup
 
-    result = show_followup(context(), followup_id, show_message=show_message)
+    result = show_followup(context(read_only=True), followup_id, show_message=show_message)
     if out.json_mode:
         out.json(result.to_json())
         return

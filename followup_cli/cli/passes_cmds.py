@@ -82,7 +82,7 @@ def scan_inactive(
     from followup_cli.service.scanning import ScanOptions
     from followup_cli.service.scanning import scan_inactive as scan
 
-    ctx = context()
+    ctx = context(read_only=dry_run)
     with _progress(out, "scheduling re-engagements") as progress:
         result = scan(ctx, ScanOptions(dry_run=dry_run, limit=limit), progress)
     if out.json_mode:

@@ -18,10 +18,15 @@ class Context:
     settings: Settings
     clock: Callable[[], datetime] = utcnow
     db: Database = field(default=None)  # type: ignore[assignment]
+    # A read-only command (health, stats, list, show, serve, dry runs) never creates a
+    # database file or directory at an explicit DATABASE_URL; the embedded default is
+    # still created on first use, so a new user can try every command.
+    read_only: bool = False
 
     def __post_init__(self) -> None:
         if self.db is None:
-            self.db = Database.from_settings(self.settings)
+            create = not self.read_only or self.settings.database_is_default
+            self.db = Database.from_settings(self.settings, create=create)
 
     def now(self) -> datetime:
         return self.clock()

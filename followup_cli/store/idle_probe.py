@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 # Status literals, not parameters: SQLite's planner then uses the partial indexes.
@@ -36,21 +35,41 @@ def _sqlite_time(instant: datetime) -> str:
 
 def _connect(url: str, statement_timeout_ms: int, connect_timeout_s: int
              ) -> tuple[Any, str] | None:
+    # The same parameters as the full path (followup_cli.db.connect): the URL's own win.
+    from followup_cli.db.connect import pg_connect_params, pg_dsn, sqlite_path
+
     if url.startswith("postgresql+psycopg2://"):
         import psycopg2
 
-        dsn = "postgresql://" + url.removeprefix("postgresql+psycopg2://")
-        return psycopg2.connect(dsn, application_name="followup",
-                                connect_timeout=connect_timeout_s,
-                                options=f"-c statement_timeout={statement_timeout_ms}"), "pg"
-    path = url.removeprefix("sqlite:///")
-    if not url.startswith("sqlite:///") or not path or path.startswith(("file:", ":memory:")):
-        return None
-    if not Path(path).expanduser().is_file():
+        params = pg_connect_params(url, statement_timeout_ms=statement_timeout_ms,
+                                   connect_timeout_s=connect_timeout_s)
+        return psycopg2.connect(pg_dsn(url), **params), "pg"
+    path = sqlite_path(url)
+    if path is None or "?" in url or not path.is_file():
         return None  # first use: the full path creates and migrates it
-    conn = sqlite3.connect(Path(path).expanduser(), timeout=30, isolation_level=None)
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
     conn.execute("PRAGMA busy_timeout=30000")
     return conn, "sqlite"
+
+
+def _schema_usable(cur: Any, p: str, revision: str) -> bool:
+    """The full path's verdict (followup_cli.db.compat): the head, or a newer revision
+    recorded as compatible with this release."""
+    from followup_cli.db.compat import RECORD_QUERY, assess
+
+    cur.execute("SELECT version_num FROM alembic_version")
+    row = cur.fetchone()
+    if row is None:
+        return False
+    if row[0] == revision:
+        return True
+
+    def lookup(rev: str) -> tuple[str, str] | None:
+        cur.execute(RECORD_QUERY.format(p=p), (rev,))
+        found = cur.fetchone()
+        return None if found is None else (str(found[0]), str(found[1]))
+
+    return assess(str(row[0]), lookup).usable
 
 
 def record_if_idle(url: str, *, revision: str, run_id: str, host: str, pid: int,
@@ -75,9 +94,7 @@ def record_if_idle(url: str, *, revision: str, run_id: str, host: str, pid: int,
             p, counts_sql = "?", "?"
             start, end = _sqlite_time(started_at), _sqlite_time(finished_at)
         now = start
-        cur.execute("SELECT version_num FROM alembic_version")
-        row = cur.fetchone()
-        if row is None or row[0] != revision:
+        if not _schema_usable(cur, p, revision):
             return False
         cur.execute(DUE_OR_EXPIRED.format(p=p), (now, now))
         if cur.fetchone()[0]:
