@@ -52,7 +52,11 @@ def parse_migration(path: Path) -> Migration:
         raise RuntimeError(f"{path.name}: no `revision` / `down_revision`")
     if oldest is None:
         raise RuntimeError(f"{path.name}: no `oldest_compatible_release` declaration")
-    release_tuple(oldest.group(1))  # refuses a malformed release
+    try:
+        release_tuple(oldest.group(1))
+    except ValueError:
+        raise RuntimeError(f"{path.name}: oldest_compatible_release {oldest.group(1)!r} is "
+                           "not a release number (see CONTRIBUTING.md)") from None
     return Migration(revision.group(1), down.group(2), oldest.group(1))
 
 
