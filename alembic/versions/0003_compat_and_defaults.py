@@ -7,11 +7,12 @@ reads it to decide whether it may go on against a schema a newer release migrate
 
 scheduled_followups: a row the original application inserts with only the guide's columns
 is complete. `next_attempt_at` defaults to the row's `scheduled_at` and `event_at` is
-derived from `trigger_data->>'event_date'` (when that text reads as a time), by triggers:
-PostgreSQL fills NEW before insert (the column stays NOT NULL); SQLite, which cannot assign
-to NEW, lets the column admit NULL, fills it after insert within the same statement and
-refuses an UPDATE that would set it NULL. The SQL is a frozen copy of
-followup_cli/db/triggers.py as of this revision.
+derived from `trigger_data->>'event_date'` (when that text reads as a time). PostgreSQL: a
+BEFORE INSERT trigger fills NEW (the column stays NOT NULL). SQLite, which cannot assign
+to NEW (and where any trigger would double the cost of followup's own inserts), lets the
+column admit NULL and indexes the incomplete rows; followup completes them at the start of
+its write transactions. The SQL is a frozen copy of followup_cli/db/guide_rows.py as of
+this revision.
 
 Revision ID: 0003_compat_and_defaults
 Revises: 0002_admission_guards
@@ -63,43 +64,11 @@ WHEN (NEW.next_attempt_at IS NULL OR (NEW.event_at IS NULL AND NEW.trigger_type 
 EXECUTE FUNCTION followup_fill_defaults()
 """
 
-_STAMP = ("'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
-          ".[0-9][0-9][0-9][0-9][0-9][0-9]'")
-_DATE_PREFIX = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
-
-SQLITE_FILL = f"""
-CREATE TRIGGER scheduled_followups_fill_defaults
-AFTER INSERT ON scheduled_followups
-FOR EACH ROW
-WHEN NEW.next_attempt_at IS NULL OR (NEW.event_at IS NULL AND NEW.trigger_type = 'post_event')
-BEGIN
-    UPDATE scheduled_followups SET
-        next_attempt_at = CASE
-            WHEN NEW.next_attempt_at IS NOT NULL THEN NEW.next_attempt_at
-            WHEN NEW.scheduled_at GLOB {_STAMP} THEN NEW.scheduled_at
-            WHEN NEW.scheduled_at GLOB {_DATE_PREFIX} THEN COALESCE(
-                strftime('%Y-%m-%d %H:%M:%f', NEW.scheduled_at) || '000', NEW.scheduled_at)
-            ELSE NEW.scheduled_at END,
-        event_at = CASE
-            WHEN NEW.event_at IS NOT NULL OR NEW.trigger_type <> 'post_event' THEN NEW.event_at
-            WHEN NOT json_valid(NEW.trigger_data) THEN NULL
-            WHEN json_type(NEW.trigger_data, '$.event_date') IS NOT 'text' THEN NULL
-            WHEN json_extract(NEW.trigger_data, '$.event_date') GLOB {_DATE_PREFIX}
-                THEN strftime('%Y-%m-%d %H:%M:%f',
-                              json_extract(NEW.trigger_data, '$.event_date')) || '000'
-            ELSE NULL END
-    WHERE rowid = NEW.rowid;
-END
-"""
-
-SQLITE_NOT_NULL = """
-CREATE TRIGGER scheduled_followups_next_attempt_not_null
-BEFORE UPDATE OF next_attempt_at ON scheduled_followups
-FOR EACH ROW
-WHEN NEW.next_attempt_at IS NULL
-BEGIN
-    SELECT RAISE(ABORT, 'NOT NULL constraint failed: scheduled_followups.next_attempt_at');
-END
+# SQLite: the rows another program wrote without next_attempt_at, and nothing else
+# (followup completes them at the start of its write transactions).
+SQLITE_INDEX = """
+CREATE INDEX ix_scheduled_followups_incomplete ON scheduled_followups (id)
+WHERE next_attempt_at IS NULL
 """
 
 
@@ -122,12 +91,11 @@ def upgrade() -> None:
         _run(PG_TRIGGER)
         return
     # SQLite rebuilds the table to drop NOT NULL (the batch copies rows, indexes and
-    # named CHECKs); the triggers come after, since a rebuild drops a table's triggers.
+    # named CHECKs).
     with op.batch_alter_table("scheduled_followups") as batch:
         batch.alter_column("next_attempt_at", existing_type=sa.DateTime(timezone=True),
                            nullable=True)
-    _run(SQLITE_FILL)
-    _run(SQLITE_NOT_NULL)
+    _run(SQLITE_INDEX)
 
 
 def downgrade() -> None:
@@ -135,8 +103,9 @@ def downgrade() -> None:
         _run("DROP TRIGGER scheduled_followups_fill_defaults ON scheduled_followups")
         _run("DROP FUNCTION followup_fill_defaults()")
     else:
-        _run("DROP TRIGGER scheduled_followups_next_attempt_not_null")
-        _run("DROP TRIGGER scheduled_followups_fill_defaults")
+        _run("DROP INDEX ix_scheduled_followups_incomplete")
+        _run("UPDATE scheduled_followups SET next_attempt_at = scheduled_at "
+             "WHERE next_attempt_at IS NULL")
         with op.batch_alter_table("scheduled_followups") as batch:
             batch.alter_column("next_attempt_at", existing_type=sa.DateTime(timezone=True),
                                nullable=False)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 
-from followup_cli.db import SQLITE_BUSY_TIMEOUT_MS
+from followup_cli.db import SQLITE_BUSY_TIMEOUT_MS, guide_rows
 from followup_cli.db.compat import RECORD_QUERY, Record, SchemaState, assess
 from followup_cli.db.connect import (
     pg_connect_params,
@@ -121,6 +121,10 @@ class Database:
             if readonly and self.dialect == "sqlite":
                 conn = conn.execution_options(sqlite_begin="DEFERRED")
             with conn.begin():
+                if self.dialect == "sqlite" and not readonly:
+                    # Rows another program wrote with only the guide's columns (PostgreSQL
+                    # completes them in a trigger; see followup_cli/db/guide_rows.py).
+                    guide_rows.complete_rows(conn)
                 yield conn
 
     def ensure_schema(self) -> None:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateColumn
 
-from followup_cli.db import triggers
+from followup_cli.db import guide_rows
 
 # Statuses of scheduled_followups. `processing` is the in-flight state of a claimed row.
 PENDING, PROCESSING, EXECUTED, FAILED, CANCELLED = (
@@ -68,15 +68,15 @@ class JSONDocument(sa.types.TypeDecorator[Any]):
 JSONType = JSONDocument()
 
 # A column flagged so is NOT NULL on PostgreSQL but admits NULL in SQLite's table definition,
-# where an AFTER INSERT trigger fills it within the statement (SQLite cannot assign to NEW
-# before the NOT NULL check; see followup_cli/db/triggers.py).
-SQLITE_FILLED_BY_TRIGGER = "sqlite_filled_by_trigger"
+# where followup completes rows another program wrote without it (SQLite cannot assign to
+# NEW in a trigger; see followup_cli/db/guide_rows.py).
+SQLITE_COMPLETED_BY_FOLLOWUP = "sqlite_completed_by_followup"
 
 
 @compiles(CreateColumn, "sqlite")
 def _sqlite_column(element: CreateColumn, compiler: Any, **kw: Any) -> str:
     spec: str = compiler.visit_create_column(element, **kw)
-    if element.element.info.get(SQLITE_FILLED_BY_TRIGGER):
+    if element.element.info.get(SQLITE_COMPLETED_BY_FOLLOWUP):
         spec = spec.replace(" NOT NULL", "")
     return spec
 
@@ -104,9 +104,9 @@ scheduled_followups = sa.Table(
     # --- added by followup ---
     # When the next delivery attempt may start: scheduled_at at first, later the backoff.
     # scheduled_at itself never moves, so the guide's delay metric stays honest. A row
-    # inserted without it gets its scheduled_at (a trigger: followup_cli/db/triggers.py).
+    # inserted without it gets its scheduled_at (followup_cli/db/guide_rows.py).
     sa.Column("next_attempt_at", UTCDateTime(), nullable=False,
-              info={SQLITE_FILLED_BY_TRIGGER: True}),
+              info={SQLITE_COMPLETED_BY_FOLLOWUP: True}),
     # The claim lease: a `processing` row whose locked_until has passed was held by a pass
     # that died, and may be claimed again.
     sa.Column("locked_until", UTCDateTime()),
@@ -142,7 +142,7 @@ scheduled_followups = sa.Table(
     sa.Index("ix_scheduled_followups_executed_at", "executed_at"),
     sa.Index("ix_scheduled_followups_created_at", "created_at"),
 )
-triggers.attach(scheduled_followups)
+guide_rows.attach(scheduled_followups)
 
 ai_conversations = sa.Table(
     "ai_conversations",

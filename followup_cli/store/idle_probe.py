@@ -54,13 +54,19 @@ def _connect(url: str, statement_timeout_ms: int, connect_timeout_s: int
 
 def _schema_usable(cur: Any, p: str, revision: str) -> bool:
     """The full path's verdict (followup_cli.db.compat): the head, or a newer revision
-    recorded as compatible with this release."""
+    recorded as compatible with this release. On SQLite, rows another program wrote with
+    only the guide's columns are work for the full path, which completes them."""
     from followup_cli.db.compat import RECORD_QUERY, assess
+    from followup_cli.db.guide_rows import SQLITE_PROBE
 
     cur.execute("SELECT version_num FROM alembic_version")
     row = cur.fetchone()
     if row is None:
         return False
+    if p == "?":
+        cur.execute(SQLITE_PROBE)
+        if cur.fetchone() is not None:
+            return False
     if row[0] == revision:
         return True
 

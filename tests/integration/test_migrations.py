@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from followup_cli.db import compat, triggers
+from followup_cli.db import compat, guide_rows
 from followup_cli.db.engine import Database
 from followup_cli.db.migrate import alembic_config, head_revision, upgrade
 from followup_cli.db.schema import metadata
@@ -130,8 +130,10 @@ def test_migrated_schema_matches_declared_models(migrated: dict, build_from_mode
     assert differences(migrated, built) == []
     # the comparison reads what matters: the rules are in the catalog it compares
     flat = repr(migrated)
+    guide_rows_ddl = ("scheduled_followups_fill_defaults" if "functions" in migrated
+                      else "ix_scheduled_followups_incomplete")
     for rule in ("uq_scheduled_followups_live_reengagement", "ck_scheduled_followups_status",
-                 "scheduled_followups_fill_defaults", "'processing'"):
+                 guide_rows_ddl, "'processing'"):
         assert rule in flat, rule
 
 
@@ -204,12 +206,15 @@ def test_drift_is_caught(migrated: dict, build_from_models, change) -> None:
     assert differences(migrated, build_from_models(model)) != []
 
 
-def test_changed_trigger_is_caught(migrated: dict, build_from_models,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """A trigger body that differs from the migration's (here: event_at no longer derived)."""
-    changed = {dialect: tuple(s.replace("post_event", "post_evnt") for s in ddl)
-               for dialect, ddl in triggers.DDL.items()}
-    monkeypatch.setattr(triggers, "DDL", changed)
+def test_changed_guide_row_ddl_is_caught(migrated: dict, build_from_models,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DDL that completes guide-column rows differs from the migration's: a trigger
+    function that no longer derives event_at (PostgreSQL), an index of incomplete rows
+    with another predicate (SQLite)."""
+    changed = {dialect: tuple(s.replace("post_event", "post_evnt").replace(
+        "WHERE next_attempt_at IS NULL", "WHERE next_attempt_at IS NULL AND status = 'x'")
+        for s in ddl) for dialect, ddl in guide_rows.DDL.items()}
+    monkeypatch.setattr(guide_rows, "DDL", changed)
     assert differences(migrated, build_from_models(copy_of_models())) != []
 
 
