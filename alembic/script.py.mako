@@ -16,6 +16,13 @@ down_revision = ${repr(down_revision)}
 branch_labels = ${repr(branch_labels)}
 depends_on = ${repr(depends_on)}
 
+# The oldest followup release that still works with the schema this migration leaves.
+# Expand (add a table, a nullable or defaulted column, an index): the release before this
+# one keeps working, so keep the previous migration's value. Contract (drop or rename what
+# an older release reads or writes, tighten a constraint it could break): the first release
+# that no longer needs it. See CONTRIBUTING.md, "Adding a migration".
+oldest_compatible_release = "FILL ME IN"
+
 
 def upgrade() -> None:
     ${upgrades if upgrades else "pass"}

@@ -1,3 +1,3 @@
 """followup: schedule and deliver customer follow-up messages from cron."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

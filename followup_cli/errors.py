@@ -14,7 +14,7 @@ class ExitCode(IntEnum):
     FAILURE = 1  # runtime failure, or `health` not healthy
     INVALID = 2  # invalid input or settings: nothing was written
     REFUSED = 3  # refused by a rule (the per-user cap, cancelling an executed one)
-    DATABASE = 4  # database unreachable or schema not migrated
+    DATABASE = 4  # database unreachable, schema not migrated or newer, operation refused
 
 
 class FollowupError(Exception):
@@ -53,7 +53,13 @@ class DatabaseError(FollowupError):
 
 
 class SchemaError(DatabaseError):
-    """The database schema is missing or older than this version: run `followup db upgrade`."""
+    """The database schema is missing or older than this version (run `followup db upgrade`),
+    or newer than this version can work with (upgrade followup on this host)."""
+
+
+class LockedError(DatabaseError):
+    """A row (or the SQLite database) is locked by another session and the wait for it gave
+    up after the lock timeout; nothing was written. Try again in a moment."""
 
 
 class DecryptError(FollowupError):

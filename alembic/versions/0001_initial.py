@@ -17,6 +17,9 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
+# The first schema: every release works with it.
+oldest_compatible_release = "0.1.0"
+
 TS = sa.DateTime(timezone=True)
 JSON = sa.JSON().with_variant(JSONB(), "postgresql")
 

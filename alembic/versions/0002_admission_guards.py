@@ -24,6 +24,9 @@ down_revision = "0001_initial"
 branch_labels = None
 depends_on = None
 
+# Expand only (a new table, a nullable column): 0.1.0 keeps working.
+oldest_compatible_release = "0.1.0"
+
 
 def upgrade() -> None:
     op.create_table(

@@ -49,7 +49,8 @@ def _epilog() -> str:
     lines += [f"  {name} (default: {default}): {meaning}" for name, default, meaning
               in SETTINGS_DOC]
     lines += ["", "Exit codes: 0 ok · 1 runtime failure / not healthy · 2 invalid input or "
-              "settings · 3 refused by a rule · 4 database unreachable or not migrated · "
+              "settings · 3 refused by a rule · 4 database unreachable, schema not migrated "
+              "or newer, or the operation refused (privilege, read-only, row locked) · "
               "130 interrupted (Ctrl-C)"]
     return "  \n".join(lines)
 

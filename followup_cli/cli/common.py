@@ -81,10 +81,12 @@ def settings(**overrides: Any) -> Settings:
     return load_settings(overrides=merged)
 
 
-def context(**overrides: Any) -> Context:
+def context(*, read_only: bool = False, **overrides: Any) -> Context:
+    """The operation's context. `read_only`: the command only reads, so it must not create
+    a database at an explicit DATABASE_URL (a missing one is exit 4 naming it)."""
     from followup_cli.service.context import Context
 
-    return Context(settings(**overrides))
+    return Context(settings(**overrides), read_only=read_only)
 
 
 def warn_if_embedded(current: Settings) -> None:

@@ -16,6 +16,9 @@ app = typer.Typer(help="Database: migrations, re-encryption of messages, role gr
 def upgrade(json: JsonOpt = False) -> None:
     """Apply every pending migration (safe to run on several hosts at once).
 
+    A database migrated by a newer followup is left alone: exit 4, saying which release
+    migrated it and whether this one still works with it.
+
     Example:
 
         DATABASE_URL=postgresql://app:secret@db:5432/app followup db upgrade
@@ -23,28 +26,31 @@ def upgrade(json: JsonOpt = False) -> None:
     out = output(json)
     from followup_cli.db.engine import Database
     from followup_cli.db.migrate import upgrade as run_upgrade
-    from followup_cli.db.schema import SCHEMA_REVISION
 
     cfg = settings()
     db = Database(cfg.database_url)
-    before = db.current_revision()
+    before = db.schema_state()
     run_upgrade(db)
-    after = db.current_revision()
-    doc = {"database": cfg.database_display, "from": before, "to": after,
-           "head": SCHEMA_REVISION, "changed": before != after}
+    after = db.schema_state()
+    doc = {"database": cfg.database_display, "from": before.revision, "to": after.revision,
+           "head": after.head, "changed": before.revision != after.revision}
     if out.json_mode:
         out.json(doc)
-    elif before == after:
-        out.line(f"already at {after}: {cfg.database_display}")
+    elif not doc["changed"]:
+        out.line(f"already at {after.revision}: {cfg.database_display}")
     else:
-        out.line(f"upgraded {before or 'empty database'} -> {after}: {cfg.database_display}")
+        out.line(f"upgraded {before.revision or 'empty database'} -> {after.revision}: "
+                 f"{cfg.database_display}")
 
 
 @app.command("current")
 def current(json: JsonOpt = False) -> None:
     """Show the schema revision of the database and the one this followup needs.
 
-    Exit 4 when they differ (run `followup db upgrade`).
+    Exit 0 when this followup can use the schema: it is at the head, or newer and recorded
+    as compatible with this release (a rolling upgrade in progress). Exit 4 otherwise: run
+    `followup db upgrade` when it is older, upgrade followup when it is newer. Never
+    creates a database.
 
     Example:
 
@@ -52,20 +58,22 @@ def current(json: JsonOpt = False) -> None:
     """
     out = output(json)
     from followup_cli.db.engine import Database
-    from followup_cli.db.schema import SCHEMA_REVISION
     from followup_cli.errors import ExitCode
 
     cfg = settings()
-    revision = Database(cfg.database_url).current_revision()
-    doc = {"database": cfg.database_display, "current": revision, "head": SCHEMA_REVISION,
-           "up_to_date": revision == SCHEMA_REVISION}
+    db = Database(cfg.database_url, create=cfg.database_is_default)
+    state = db.schema_state()
+    doc = {"database": cfg.database_display, **state.to_json()}
     if out.json_mode:
         out.json(doc)
     else:
-        out.fields([("database", cfg.database_display), ("current", revision or "none"),
-                    ("head", SCHEMA_REVISION),
-                    ("up to date", "yes" if doc["up_to_date"] else "no: run followup db upgrade")])
-    if not doc["up_to_date"]:
+        verdict = {"current": "yes", "empty": "no: run followup db upgrade",
+                   "outdated": "no: run followup db upgrade",
+                   "newer_compatible": f"newer (followup {state.migrated_by}), compatible",
+                   }.get(state.state, "newer: upgrade followup on this host")
+        out.fields([("database", cfg.database_display), ("current", state.revision or "none"),
+                    ("head", state.head), ("up to date", verdict)])
+    if not state.usable:
         raise typer.Exit(ExitCode.DATABASE)
 
 

@@ -127,7 +127,7 @@ def health(
     from followup_cli.errors import DatabaseError
     from followup_cli.service.monitoring import check_health, unreachable_report
 
-    ctx = context()
+    ctx = context(read_only=True)
     try:
         report = check_health(ctx)
     except DatabaseError as error:
@@ -189,15 +189,16 @@ def stats(
 
     if json and fmt is StatsFormat.prometheus:
         raise InputError("--json and --format prometheus exclude each other")
+    ctx = context(read_only=True)
     if fmt is StatsFormat.prometheus:
         from followup_cli.service.metrics import collect_metrics, exposition
 
-        out.stream.write(exposition(collect_metrics(context(), days)))
+        out.stream.write(exposition(collect_metrics(ctx, days)))
         out.stream.flush()
         return
     from followup_cli.service.monitoring import collect_stats
 
-    _show_stats(out, collect_stats(context(), days))
+    _show_stats(out, collect_stats(ctx, days))
 
 
 # --- cleanup ----------------------------------------------------------------------------
@@ -243,7 +244,7 @@ def cleanup(
     from followup_cli.service.maintenance import cleanup as run_cleanup
 
     with out.progress("deleting") as progress:
-        result = run_cleanup(context(), older_than_days=older_than_days,
+        result = run_cleanup(context(read_only=dry_run), older_than_days=older_than_days,
                              include_failed=include_failed,
                              include_cancelled=include_cancelled,
                              conversations_older_than_days=conversations_older_than_days,
@@ -339,7 +340,7 @@ def list_cmd(
     from followup_cli.service.browse import browse_followups, summary_json
 
     with browse_followups(
-            context(), user_id=user_id, statuses=[s.value for s in status or []],
+            context(read_only=True), user_id=user_id, statuses=[s.value for s in status or []],
             trigger_type=None if trigger_type is None else trigger_type.value, since=since,
             until=until, limit=limit) as page:
         if out.json_mode:
@@ -380,7 +381,7 @@ def show(
     from followup_cli.service.browse import HIDDEN, show_followup
     from followup_cli.service.ids import resolve_id
 
-    ctx = context()
+    ctx = context(read_only=True)
     result = show_followup(ctx, resolve_id(ctx, followup_id), show_message=show_message)
     if out.json_mode:
         out.json(result.to_json())
@@ -649,7 +650,7 @@ def templates_explain(
     out = output(json)
     from followup_cli.service.browse import explain_templates
 
-    _show_explanation(out, explain_templates(context(), conversation_id))
+    _show_explanation(out, explain_templates(context(read_only=True), conversation_id))
 
 
 def register(root: typer.Typer) -> None:

@@ -45,7 +45,7 @@ def scan_inactive(
     from followup_cli.service.scanning import ScanOptions
     from followup_cli.service.scanning import scan_inactive as scan
 
-    ctx = context()
+    ctx = context(read_only=dry_run)
     warn_if_embedded(ctx.settings)
     label = "finding inactive users" if dry_run else "scheduling re-engagements"
     with out.progress(label) as progress:

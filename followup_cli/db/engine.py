@@ -7,20 +7,21 @@ import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 
-from followup_cli.db import (
-    CONNECT_TIMEOUT_S,
-    SCHEMA_REVISION,
-    SQLITE_BUSY_TIMEOUT_MS,
-    STATEMENT_TIMEOUT_MS,
+from followup_cli.db import SQLITE_BUSY_TIMEOUT_MS, guide_rows
+from followup_cli.db.compat import RECORD_QUERY, Record, SchemaState, assess
+from followup_cli.db.connect import (
+    pg_connect_params,
+    prepare_sqlite_file,
+    sqlite_path,
+    sqlite_url,
 )
-from followup_cli.errors import DatabaseError, FollowupError, SchemaError
-from followup_cli.redact import display_url, scrub
+from followup_cli.db.driver_errors import classify
+from followup_cli.errors import FollowupError, SchemaError
 
 if TYPE_CHECKING:
     from followup_cli.settings import Settings
@@ -28,49 +29,35 @@ if TYPE_CHECKING:
 log = logging.getLogger("followup.db")
 
 
-
-def _first_line(error: BaseException) -> str:
-    orig = getattr(error, "orig", None) or error
-    text = str(orig).strip().splitlines()
-    return text[0] if text else type(orig).__name__
-
-
-def translate(error: exc.DBAPIError | exc.SQLAlchemyError, url: str) -> FollowupError:
-    """One place that turns driver errors into followup's exceptions."""
-    # A driver may quote what it parsed out of the URL (a host holding part of a password).
-    message = scrub(_first_line(error))
-    where = display_url(url)
-    lowered = message.lower()
-    missing_object = (
-        ("relation" in lowered or "column" in lowered) and "does not exist" in lowered
-    ) or "no such table" in lowered or "no such column" in lowered
-    if missing_object:
-        return SchemaError(
-            f"the database schema is missing or outdated ({message}): "
-            "run `followup db upgrade`"
-        )
-    if isinstance(error, exc.OperationalError | exc.InterfaceError):
-        if "statement timeout" in lowered or "canceling statement" in lowered:
-            return DatabaseError(f"database statement timed out at {where}: {message}")
-        return DatabaseError(f"cannot use the database at {where}: {message}")
-    return DatabaseError(f"database error at {where}: {message}")
+def translate(error: exc.SQLAlchemyError, url: str) -> FollowupError:
+    """One place that turns driver errors into followup's exceptions (by SQLSTATE and
+    exception type: see `followup_cli.db.driver_errors`)."""
+    orig = getattr(error, "orig", None)
+    if orig is None:
+        orig = error
+    return classify(orig, getattr(error, "statement", None), url)
 
 
 class Database:
-    """One per process. Hands out transactions; checks the schema on first use."""
+    """One per process. Hands out transactions; checks the schema on first use.
 
-    def __init__(self, url: str, *, auto_migrate: bool | None = None):
+    `create=False` (read-only commands at an explicit DATABASE_URL): a missing SQLite file
+    is an error naming it, never created.
+    """
+
+    def __init__(self, url: str, *, auto_migrate: bool | None = None, create: bool = True):
         self.url = url
         self.dialect = "postgresql" if url.startswith("postgresql") else "sqlite"
         # The embedded SQLite migrates itself; PostgreSQL waits for `followup db upgrade`.
         self.auto_migrate = self.dialect == "sqlite" if auto_migrate is None else auto_migrate
+        self.create = create
         self._engine: sa.Engine | None = None
         self._schema_checked = False
         self._clock_offset: timedelta | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Database:
-        return cls(settings.database_url)
+    def from_settings(cls, settings: Settings, *, create: bool = True) -> Database:
+        return cls(settings.database_url, create=create)
 
     @property
     def is_postgres(self) -> bool:
@@ -86,11 +73,8 @@ class Database:
         if self.dialect == "postgresql":
             return sa.create_engine(
                 self.url,
-                connect_args={
-                    "application_name": "followup",
-                    "connect_timeout": CONNECT_TIMEOUT_S,
-                    "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-                },
+                # Only what the URL leaves unset; its own options are kept.
+                connect_args=pg_connect_params(self.url),
                 # execute_batch for UPDATE executemany: one round trip per page, not per row.
                 executemany_mode="values_plus_batch",
                 pool_size=2,
@@ -99,10 +83,10 @@ class Database:
                 # out of logs, even with --verbose.
                 hide_parameters=True,
             )
-        path = self.url.removeprefix("sqlite:///")
-        if path and path != ":memory:" and not path.startswith("file:"):
-            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(self.url, hide_parameters=True,
+        path = sqlite_path(self.url)
+        if path is not None:
+            prepare_sqlite_file(path, create=self.create)
+        engine = sa.create_engine(sqlite_url(self.url), hide_parameters=True,
                                   connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
         @event.listens_for(engine, "connect")
@@ -140,37 +124,52 @@ class Database:
             if readonly and self.dialect == "sqlite":
                 conn = conn.execution_options(sqlite_begin="DEFERRED")
             with conn.begin():
+                if self.dialect == "sqlite" and not readonly:
+                    # Rows another program wrote with only the guide's columns (PostgreSQL
+                    # completes them in a trigger; see followup_cli/db/guide_rows.py).
+                    guide_rows.complete_rows(conn)
                 yield conn
 
     def ensure_schema(self) -> None:
+        """Accept the head revision, or a newer one that declares itself compatible with
+        this release; migrate an older SQLite; refuse everything else (exit 4)."""
         if self._schema_checked:
             return
-        current = self.current_revision()
-        if current != SCHEMA_REVISION:
-            if not self.auto_migrate:
-                found = "no schema" if current is None else f"schema revision {current}"
-                raise SchemaError(
-                    f"{display_url(self.url)} has {found}, this followup needs "
-                    f"{SCHEMA_REVISION}: run `followup db upgrade`"
-                )
+        state = self.schema_state()
+        if not state.usable:
+            if not (state.upgradable and self.auto_migrate):
+                raise SchemaError(state.problem(self.url))
             from followup_cli.db.migrate import upgrade
 
             upgrade(self)
+        elif state.newer:
+            log.info("%s", state.problem(self.url))
         self._schema_checked = True
 
-    def current_revision(self) -> str | None:
-        """The Alembic revision, None for an empty database: one query on the hot path."""
+    def schema_state(self) -> SchemaState:
+        """What this followup makes of the database's revision: one query on the hot path
+        (two when the revision is newer than this followup knows)."""
         try:
             with self.engine.connect() as conn:
                 conn = conn.execution_options(sqlite_begin="DEFERRED")
                 with conn.begin():
-                    row = conn.execute(
-                        sa.text("SELECT version_num FROM alembic_version")).first()
+                    revision = self._revision(conn)
+
+                    def lookup(rev: str) -> Record | None:
+                        return self._record(conn, rev)
+
+                    return assess(revision, lookup)
         except exc.SQLAlchemyError as error:
-            translated = translate(error, self.url)
-            if isinstance(translated, SchemaError):  # no alembic_version table yet
-                return None
-            raise translated from error
+            raise translate(error, self.url) from error
+
+    def current_revision(self) -> str | None:
+        """The Alembic revision, None for an empty database."""
+        return self.schema_state().revision
+
+    def _revision(self, conn: sa.Connection) -> str | None:
+        if not self._has_table(conn, "alembic_version"):
+            return None
+        row = conn.execute(sa.text("SELECT version_num FROM alembic_version")).first()
         return None if row is None else str(row[0])
 
     def analyze(self, table: str) -> None:
@@ -199,6 +198,21 @@ class Database:
                 return timedelta(0)
             self._clock_offset = db_now - datetime.fromtimestamp((before + after) / 2, UTC)
         return self._clock_offset
+    def _record(self, conn: sa.Connection, revision: str) -> Record | None:
+        if not self._has_table(conn, "followup_schema_versions"):
+            return None
+        row = conn.execute(sa.text(RECORD_QUERY.format(p=":r")), {"r": revision}).first()
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    def _has_table(self, conn: sa.Connection, name: str) -> bool:
+        # A catalog lookup, not a failing SELECT: on PostgreSQL a failed statement would
+        # abort the transaction this check shares.
+        if self.is_postgres:
+            query = "SELECT to_regclass(:name) IS NOT NULL"
+        else:
+            query = ("SELECT EXISTS (SELECT 1 FROM sqlite_master"
+                     " WHERE type = 'table' AND name = :name)")
+        return bool(conn.execute(sa.text(query), {"name": name}).scalar())
 
     def dispose(self) -> None:
         if self._engine is not None:

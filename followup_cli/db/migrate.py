@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from followup_cli.db.compat import script_location as _script_location
+from followup_cli.errors import SchemaError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -13,30 +15,32 @@ if TYPE_CHECKING:
 
 def script_location() -> str:
     """alembic/ beside the package in a checkout; inside it in an installed wheel."""
-    package = Path(__file__).resolve().parent.parent
-    for candidate in (package / "alembic", package.parent / "alembic"):
-        if (candidate / "env.py").is_file():
-            return str(candidate)
-    raise RuntimeError(f"no alembic/ migrations found beside {package}")
+    return str(_script_location())
 
 
-def alembic_config(db: Database) -> Config:
+def alembic_config(db: Database, *, location: str | None = None) -> Config:
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", script_location())
+    cfg.set_main_option("script_location", location or script_location())
     cfg.attributes["database"] = db
     return cfg
 
 
 def upgrade(db: Database, revision: str = "head") -> None:
+    """Apply the pending migrations. A schema newer than this followup knows is left alone
+    (SchemaError, exit 4): Alembic would only fail on a revision it cannot find."""
     from alembic import command
 
+    state = db.schema_state()
+    if state.newer:
+        raise SchemaError(state.refusal_to_upgrade(db.url))
     with db.errors():
         command.upgrade(alembic_config(db), revision)
 
 
 def head_revision() -> str:
+    """The head as Alembic itself computes it (tests check the cheap parse against it)."""
     from alembic.script import ScriptDirectory
 
     from followup_cli.db.engine import Database

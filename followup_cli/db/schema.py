@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import CreateColumn
 
-from followup_cli.db import SCHEMA_REVISION as SCHEMA_REVISION
-from followup_cli.db import rules
+from followup_cli.db import guide_rows, rules
 
 # Statuses of scheduled_followups (`processing` is the in-flight state of a claimed row) and
 # trigger types; defined with the rules, re-exported here where the tables are.
@@ -66,6 +67,20 @@ class JSONDocument(sa.types.TypeDecorator[Any]):
 
 JSONType = JSONDocument()
 
+# A column flagged so is NOT NULL on PostgreSQL but admits NULL in SQLite's table definition,
+# where followup completes rows another program wrote without it (SQLite cannot assign to
+# NEW in a trigger; see followup_cli/db/guide_rows.py).
+SQLITE_COMPLETED_BY_FOLLOWUP = "sqlite_completed_by_followup"
+
+
+@compiles(CreateColumn, "sqlite")
+def _sqlite_column(element: CreateColumn, compiler: Any, **kw: Any) -> str:
+    spec: str = compiler.visit_create_column(element, **kw)
+    if element.element.info.get(SQLITE_COMPLETED_BY_FOLLOWUP):
+        spec = spec.replace(" NOT NULL", "")
+    return spec
+
+
 metadata = sa.MetaData()
 
 scheduled_followups = sa.Table(
@@ -88,15 +103,18 @@ scheduled_followups = sa.Table(
     sa.Column("retry_count", sa.Integer(), nullable=False, server_default="0"),
     # --- added by followup ---
     # When the next delivery attempt may start: scheduled_at at first, later the backoff.
-    # scheduled_at itself never moves, so the guide's delay metric stays honest.
-    sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+    # scheduled_at itself never moves, so the guide's delay metric stays honest. A row
+    # inserted without it gets its scheduled_at (followup_cli/db/guide_rows.py).
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=False,
+              info={SQLITE_COMPLETED_BY_FOLLOWUP: True}),
     # The claim lease: a `processing` row whose locked_until has passed was held by a pass
     # that died, and may be claimed again.
     sa.Column("locked_until", UTCDateTime()),
     sa.Column("locked_by", sa.String(64)),
     sa.Column("last_attempt_at", UTCDateTime()),
     # The event instant of a post-event follow-up, for the ±1 day duplicate rule (the text
-    # copy in trigger_data->>'event_date' is for people and the guide's SQL).
+    # copy in trigger_data->>'event_date' is for people and the guide's SQL; a row inserted
+    # without it gets it from that text when the text reads as a time).
     sa.Column("event_at", UTCDateTime()),
     sa.CheckConstraint(f"status IN {STATUSES!r}", name="ck_scheduled_followups_status"),
     sa.CheckConstraint(f"trigger_type IN {TRIGGER_TYPES!r}",
@@ -110,6 +128,7 @@ scheduled_followups = sa.Table(
     sa.Index("ix_scheduled_followups_executed_at", "executed_at"),
     sa.Index("ix_scheduled_followups_created_at", "created_at"),
 )
+guide_rows.attach(scheduled_followups)
 
 
 def _partial(name: str, column: str, predicate: sa.ColumnElement[bool], *,
@@ -191,4 +210,17 @@ followup_user_guards = sa.Table(
     "followup_user_guards",
     metadata,
     sa.Column("user_id", sa.String(255), primary_key=True),
+)
+
+# What each applied migration declared and which release applied it: a host running an
+# older release reads the row of the database's revision to know whether it may go on
+# (followup_cli/db/compat.py). Written by alembic/env.py, never by commands.
+followup_schema_versions = sa.Table(
+    "followup_schema_versions",
+    metadata,
+    sa.Column("revision", sa.String(64), primary_key=True),
+    sa.Column("migrated_by", sa.String(32), nullable=False),
+    sa.Column("oldest_compatible_release", sa.String(32), nullable=False),
+    sa.Column("migrated_at", UTCDateTime(), nullable=False,
+              server_default=sa.func.current_timestamp()),
 )

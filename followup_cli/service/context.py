@@ -21,10 +21,15 @@ class Context:
     # None: the database's clock (see `now`). Tests pass a fake one.
     clock: Callable[[], datetime] | None = None
     db: Database = field(default=None)  # type: ignore[assignment]
+    # A read-only command (health, stats, list, show, serve, dry runs) never creates a
+    # database file or directory at an explicit DATABASE_URL; the embedded default is
+    # still created on first use, so a new user can try every command.
+    read_only: bool = False
 
     def __post_init__(self) -> None:
         if self.db is None:
-            self.db = Database.from_settings(self.settings)
+            create = not self.read_only or self.settings.database_is_default
+            self.db = Database.from_settings(self.settings, create=create)
 
     def now(self) -> datetime:
         """The current instant on the database's clock: due times, leases and every stamp

@@ -189,7 +189,7 @@ def run_due_for(settings: Settings, options: PassOptions | None = None, *,
             return idle
     from followup_cli.service.context import Context
 
-    ctx = Context(settings)
+    ctx = Context(settings, read_only=options.dry_run)  # a dry run creates no database
     try:
         sender = None
         if settings.enabled and not options.dry_run:
@@ -205,11 +205,8 @@ def run_due_for(settings: Settings, options: PassOptions | None = None, *,
 
 
 def _idle_pass(settings: Settings) -> PassResult | None:
-    from followup_cli.db import (
-        CONNECT_TIMEOUT_S,
-        SCHEMA_REVISION,
-        STATEMENT_TIMEOUT_MS,
-    )
+    from followup_cli.db import CONNECT_TIMEOUT_S, STATEMENT_TIMEOUT_MS
+    from followup_cli.db.compat import head_revision
     from followup_cli.store.idle_probe import record_if_idle
 
     started = time.monotonic()
@@ -218,7 +215,7 @@ def _idle_pass(settings: Settings) -> PassResult | None:
     result = PassResult(run_id=uuid.uuid4().hex, window_open=is_open,
                         stopped="drained" if is_open else "window_closed")
     recorded = record_if_idle(
-        settings.database_url, revision=SCHEMA_REVISION, run_id=str(result.run_id),
+        settings.database_url, revision=head_revision(), run_id=str(result.run_id),
         counts=result.counts, statement_timeout_ms=STATEMENT_TIMEOUT_MS,
         connect_timeout_s=CONNECT_TIMEOUT_S)
     if not recorded:

@@ -46,8 +46,10 @@ SCHEDULER_ACCESS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 UNREVIEWED = (ALL_DML, "not yet reviewed: full DML for the scheduler so every command works")
 MONITOR_WHY = "the monitor role reads every table (health, stats, list, show, serve, dry runs)"
-TEMPORARY_WHY = ("scan-inactive and schedule import stage rows in a temporary table, which "
-                 "needs TEMPORARY on the database (no CREATE on any schema)")
+TEMPORARY_WHY = ("every creator of follow-ups stages its rows in a temporary table (private "
+                 "to the session, gone at its end), which needs TEMPORARY on the database and "
+                 "no CREATE on any schema; the monitor's scan-inactive --dry-run decides by "
+                 "the same rules the same way, so it needs it too")
 
 # Commands each role is meant to run (docs, help and the role tests follow this).
 SCHEDULER_COMMANDS = ("run-due", "scan-inactive", "schedule post-event",
@@ -102,7 +104,7 @@ class GrantPlan:
                                  "monitor": list(t.monitor), "why": t.why}
                        for t in self.tables},
             "database_privileges": {"scheduler": ["CONNECT", "TEMPORARY"],
-                                    "monitor": ["CONNECT"]},
+                                    "monitor": ["CONNECT", "TEMPORARY"]},
             "statements": [s for s in self.statements if not s.startswith("--")],
             "warnings": self.warnings,
         }
@@ -182,7 +184,7 @@ def _compare(conn: Any, plan: GrantPlan) -> tuple[list[str], list[str]]:
     missing: list[str] = []
     extra: list[str] = []
     for role, wanted_db, kind in ((plan.scheduler, ("CONNECT", "TEMPORARY"), "scheduler"),
-                                  (plan.monitor, ("CONNECT",), "monitor")):
+                                  (plan.monitor, ("CONNECT", "TEMPORARY"), "monitor")):
         missing += [f"{p} on database {plan.database} for {role}" for p in wanted_db
                     if not grants.has_database_privilege(conn, role, plan.database, p)]
         missing += [f"USAGE on schema {s} for {role}" for s in plan.schemas

@@ -72,15 +72,15 @@ class TableGrant:
 def grant_statements(*, database: str, schemas: Sequence[str], scheduler: str, monitor: str,
                      tables: Sequence[TableGrant], temporary: str, monitor_why: str
                      ) -> list[str]:
-    """The GRANT script: connect and schema usage for both roles, TEMPORARY for the
-    scheduler, then exactly the listed privileges per table (after revoking whatever
+    """The GRANT script: connect, TEMPORARY and schema usage for both roles, then exactly
+    the listed privileges per table (after revoking whatever
     either role held on those tables, so running it again, or after a change, leaves
     exactly this)."""
     both = f"{quote_ident(scheduler)}, {quote_ident(monitor)}"
     db = quote_ident(database)
     out = [f"GRANT CONNECT ON DATABASE {db} TO {both};",
            f"-- {temporary}",
-           f"GRANT TEMPORARY ON DATABASE {db} TO {quote_ident(scheduler)};"]
+           f"GRANT TEMPORARY ON DATABASE {db} TO {both};"]
     out += [f"GRANT USAGE ON SCHEMA {quote_ident(s)} TO {both};" for s in schemas]
     out.append("-- start from nothing on these tables, so the result is exactly what follows")
     out.append(f"REVOKE ALL ON TABLE {', '.join(t.qualified for t in tables)} FROM {both};")

@@ -18,7 +18,6 @@ import os
 import socket
 import sqlite3
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 # Status literals, not parameters: SQLite's planner then uses the partial indexes.
@@ -50,21 +49,47 @@ def _as_utc(value: Any) -> datetime:
 
 def _connect(url: str, statement_timeout_ms: int, connect_timeout_s: int
              ) -> tuple[Any, str] | None:
+    # The same parameters as the full path (followup_cli.db.connect): the URL's own win.
+    from followup_cli.db.connect import pg_connect_params, pg_dsn, sqlite_path
+
     if url.startswith("postgresql+psycopg2://"):
         import psycopg2
 
-        dsn = "postgresql://" + url.removeprefix("postgresql+psycopg2://")
-        return psycopg2.connect(dsn, application_name="followup",
-                                connect_timeout=connect_timeout_s,
-                                options=f"-c statement_timeout={statement_timeout_ms}"), "pg"
-    path = url.removeprefix("sqlite:///")
-    if not url.startswith("sqlite:///") or not path or path.startswith(("file:", ":memory:")):
-        return None
-    if not Path(path).expanduser().is_file():
+        params = pg_connect_params(url, statement_timeout_ms=statement_timeout_ms,
+                                   connect_timeout_s=connect_timeout_s)
+        return psycopg2.connect(pg_dsn(url), **params), "pg"
+    path = sqlite_path(url)
+    if path is None or "?" in url or not path.is_file():
         return None  # first use: the full path creates and migrates it
-    conn = sqlite3.connect(Path(path).expanduser(), timeout=30, isolation_level=None)
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
     conn.execute("PRAGMA busy_timeout=30000")
     return conn, "sqlite"
+
+
+def _schema_usable(cur: Any, p: str, revision: str) -> bool:
+    """The full path's verdict (followup_cli.db.compat): the head, or a newer revision
+    recorded as compatible with this release. On SQLite, rows another program wrote with
+    only the guide's columns are work for the full path, which completes them."""
+    from followup_cli.db.compat import RECORD_QUERY, assess
+    from followup_cli.db.guide_rows import SQLITE_PROBE
+
+    cur.execute("SELECT version_num FROM alembic_version")
+    row = cur.fetchone()
+    if row is None:
+        return False
+    if p == "?":
+        cur.execute(SQLITE_PROBE)
+        if cur.fetchone() is not None:
+            return False
+    if row[0] == revision:
+        return True
+
+    def lookup(rev: str) -> tuple[str, str] | None:
+        cur.execute(RECORD_QUERY.format(p=p), (rev,))
+        found = cur.fetchone()
+        return None if found is None else (str(found[0]), str(found[1]))
+
+    return assess(str(row[0]), lookup).usable
 
 
 def record_if_idle(url: str, *, revision: str, run_id: str, counts: dict[str, Any],
@@ -87,9 +112,7 @@ def record_if_idle(url: str, *, revision: str, run_id: str, counts: dict[str, An
         now_sql, now_args = (("now()", []) if kind == "pg"
                              else ("?", [_sqlite_time(datetime.now(UTC))]))
         p, counts_sql = ("%s", "CAST(%s AS jsonb)") if kind == "pg" else ("?", "?")
-        cur.execute("SELECT version_num FROM alembic_version")
-        row = cur.fetchone()
-        if row is None or row[0] != revision:
+        if not _schema_usable(cur, p, revision):
             return False
         cur.execute(DUE_OR_EXPIRED.format(now=now_sql), now_args * 2)
         if cur.fetchone()[0]:

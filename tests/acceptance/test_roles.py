@@ -244,11 +244,16 @@ def test_each_role_does_its_job_and_nothing_more(roles: Roles, tmp_path: Path) -
                              "content, created_at) VALUES ('m-old', 'c-inactive', "
                              "'u-lapsed', 'user', 'hi', :t)"), {"t": old})
     before = _snapshot(ctx)
+    # The monitor's dry scan decides by the same rules as the scan (a private temporary
+    # table), and writes nothing: u-lapsed would be re-engaged.
+    dry = followup(["scan-inactive", "--dry-run", "--json"], roles.url(roles.monitor), tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["scheduled"] == 1
     refused = run_all(MONITOR_WRITES, roles.url(roles.monitor), files, tmp_path)
     assert not failures(refused), "\n".join(failures(refused))
     for run, proc in refused:
         lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and "permission denied" in lines[0], (run.label, proc.stderr)
+        assert len(lines) == 1 and "lacks the privilege" in lines[0], (run.label, proc.stderr)
         assert "Traceback" not in proc.stderr + proc.stdout
     assert _snapshot(ctx) == before  # nothing was written
     ctx.close()

@@ -65,8 +65,9 @@ def test_a_pass_on_the_fallback_database_says_so_without_a_terminal(
     fallback = invoke(args, XDG_DATA_HOME=str(tmp_path))
     assert fallback.exit_code == 0, fallback.output
     assert "DATABASE_URL is not set" in fallback.stderr
-    explicit = invoke(args, DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
-                      FOLLOWUP_SENDER="log")
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert invoke(["db", "upgrade"], DATABASE_URL=url).exit_code == 0  # a dry run creates none
+    explicit = invoke(args, DATABASE_URL=url, FOLLOWUP_SENDER="log")
     assert explicit.exit_code == 0, explicit.output
     assert explicit.stderr == ""
 

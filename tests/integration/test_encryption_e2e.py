@@ -62,7 +62,7 @@ def test_every_creator_stores_sealed_and_delivery_sends_the_exact_text(
     prefix = f"fernet:{key_id(KEY_A)}:"
     for row in stored:
         assert row["message_content"].startswith(prefix), row
-        assert "Hi" not in row["message_content"] and SECRET_NOTE not in row["data"]
+        assert " " not in row["message_content"] and SECRET_NOTE not in row["data"]
     # a failed one put back by retry stays sealed
     with ctx.db.transaction() as conn:
         conn.execute(sa.update(sf).where(sf.c.id == single.id).values(status="failed"))
