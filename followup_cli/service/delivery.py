@@ -556,7 +556,8 @@ class _Pass:
                 if self.db_gave_up or waited >= DB_RETRY_SECONDS:
                     self.db_gave_up = True
                     raise
-                log.warning("database unavailable (%s): retrying in %.2g s", error, delay)
+                # INFO: a restart ridden out is no news; one that is not ends in one error line
+                log.info("database unavailable (%s): retrying in %.2g s", error, delay)
                 time.sleep(delay)
                 waited += delay
                 delay = min(delay * 2, 4.0)
