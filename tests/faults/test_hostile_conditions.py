@@ -8,6 +8,8 @@ import resource
 import signal
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -166,10 +168,8 @@ def test_7_a_short_write_leaves_only_whole_lines(pg_url: str, tmp_path: Path) ->
     assert statuses(pg_url) == {"executed": 5}
 
 
-def run_limited(args: list[str], env: dict[str, str]):  # type: ignore[no-untyped-def]
-    import subprocess
-    import sys
-
+def run_limited(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`followup ARGS` on a "disk" that fills up after 600 bytes of any file it writes."""
     return subprocess.run([sys.executable, "-m", "followup_cli", *args], env=env,
                           capture_output=True, text=True, timeout=60, check=False,
                           preexec_fn=_small_disk)
