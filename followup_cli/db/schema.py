@@ -15,6 +15,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateColumn
 
 from followup_cli.db import guide_rows, rules
+from followup_cli.db.partial import partial_index
 
 # Statuses of scheduled_followups (`processing` is the in-flight state of a claimed row) and
 # trigger types; defined with the rules, re-exported here where the tables are.
@@ -120,12 +121,12 @@ scheduled_followups = sa.Table(
     sa.CheckConstraint(f"trigger_type IN {TRIGGER_TYPES!r}",
                        name="ck_scheduled_followups_trigger_type"),
     # The guide's indexes.
-    sa.Index("ix_scheduled_followups_user_id", "user_id"),
+    # (ix_scheduled_followups_user_id is gone: idx_scheduled_followups_user_status, with
+    # user_id first, serves every query that used it; migration 0004.)
     sa.Index("ix_scheduled_followups_conversation_id", "conversation_id"),
     sa.Index("ix_scheduled_followups_scheduled_at", "scheduled_at"),
     sa.Index("idx_scheduled_followups_status_scheduled", "status", "scheduled_at"),
     sa.Index("idx_scheduled_followups_user_status", "user_id", "status"),
-    sa.Index("ix_scheduled_followups_executed_at", "executed_at"),
     sa.Index("ix_scheduled_followups_created_at", "created_at"),
 )
 guide_rows.attach(scheduled_followups)
@@ -134,8 +135,7 @@ guide_rows.attach(scheduled_followups)
 def _partial(name: str, column: str, predicate: sa.ColumnElement[bool], *,
              unique: bool = False) -> sa.Index:
     """A partial index whose predicate is one of the rules (db/rules.py), on both dialects."""
-    return sa.Index(name, scheduled_followups.c[column], unique=unique,
-                    postgresql_where=predicate, sqlite_where=predicate)
+    return partial_index(name, scheduled_followups.c[column], where=predicate, unique=unique)
 
 
 # The due claim reads only pending rows, lease recovery only held ones: partial, so their
@@ -146,6 +146,10 @@ _partial("ix_scheduled_followups_leased", "locked_until", rules.is_held(schedule
 # At most one live re-engagement per user, enforced by the database itself.
 _partial("uq_scheduled_followups_live_reengagement", "user_id",
          rules.is_live_reengagement(scheduled_followups), unique=True)
+# History only: a claim (executed_at still NULL) adds no entry; every query on executed_at
+# compares it, which implies the predicate (migration 0004).
+_partial("ix_scheduled_followups_executed_at", "executed_at",
+         scheduled_followups.c.executed_at.is_not(None))
 
 ai_conversations = sa.Table(
     "ai_conversations",
@@ -174,15 +178,13 @@ ai_messages = sa.Table(
     sa.CheckConstraint("role IN ('user', 'assistant', 'system')", name="ck_ai_messages_role"),
     sa.CheckConstraint("emotion_score IS NULL OR (emotion_score >= 0 AND emotion_score <= 1)",
                        name="ck_ai_messages_emotion_score"),
-    # Template choice: the newest scored messages of one conversation.
-    sa.Index("ix_ai_messages_conversation_scored", "conversation_id", "created_at",
-             postgresql_where=sa.text("emotion_score IS NOT NULL"),
-             sqlite_where=sa.text("emotion_score IS NOT NULL")),
 )
+# Template choice: the newest scored messages of one conversation.
+partial_index("ix_ai_messages_conversation_scored", ai_messages.c.conversation_id,
+              ai_messages.c.created_at, where=ai_messages.c.emotion_score.is_not(None))
 # Last activity: the newest message a user sent.
-sa.Index("ix_ai_messages_user_activity", ai_messages.c.user_id, ai_messages.c.created_at,
-         postgresql_where=rules.is_activity(ai_messages),
-         sqlite_where=rules.is_activity(ai_messages))
+partial_index("ix_ai_messages_user_activity", ai_messages.c.user_id, ai_messages.c.created_at,
+              where=rules.is_activity(ai_messages))
 
 # One row per pass (run-due, scan-inactive, ...): health reads when the last one finished.
 followup_runs = sa.Table(

@@ -24,10 +24,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from followup_cli.db import rules
+from followup_cli.db.partial import partial_index
 from followup_cli.db.schema import UTCDateTime
 from followup_cli.db.schema import ai_messages as msg
 from followup_cli.db.schema import followup_user_guards as guards
 from followup_cli.db.schema import scheduled_followups as sf
+from followup_cli.store.driver import raw_cursor
 
 # Outcomes of a staged row.
 ADMITTED, DUPLICATE, AT_CAP, ACTIVE, OVER_LIMIT = (
@@ -49,18 +51,19 @@ stage = sa.Table(
     sa.Column("existing_id", sa.String(255)),
     sa.Column("wave", sa.Integer()),
     prefixes=["TEMPORARY"],
-    postgresql_on_commit="DELETE ROWS",
 )
-_open_rows = sa.Index("followup_stage_open", stage.c.user_id, stage.c.seq,
-                      postgresql_where=stage.c.outcome.is_(None),
-                      sqlite_where=stage.c.outcome.is_(None))
+_open_rows = partial_index("followup_stage_open", stage.c.user_id, stage.c.seq,
+                           where=stage.c.outcome.is_(None))
 
 
 def open_stage(conn: sa.Connection) -> None:
     """Create the session's staging table if this connection has none, and empty it."""
-    conn.execute(sa.schema.CreateTable(stage, if_not_exists=True))
+    ddl = str(sa.schema.CreateTable(stage, if_not_exists=True).compile(dialect=conn.dialect))
+    if conn.dialect.name == "postgresql":
+        ddl += " ON COMMIT DELETE ROWS"  # emptied at every commit, kept for the session
+    conn.exec_driver_sql(ddl)
     conn.execute(sa.schema.CreateIndex(_open_rows, if_not_exists=True))
-    if conn.dialect.name != "postgresql":  # PostgreSQL empties it at every commit
+    if conn.dialect.name != "postgresql":
         conn.execute(sa.delete(stage))
 
 
@@ -290,10 +293,5 @@ def copy_rows(conn: sa.Connection, table: str, columns: Iterable[str],
     buffer.seek(0)
     statement = f"COPY {table} ({', '.join(names)}) FROM STDIN WITH (FORMAT csv)"
     # The DBAPI connection is the one of this transaction: COPY commits or rolls back with it.
-    cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with raw_cursor(conn, statement) as cursor:
         cursor.copy_expert(statement, buffer)
-    except Exception as error:  # a raw driver error: hand it to the usual translation
-        raise sa.exc.DBAPIError(statement, None, error) from error
-    finally:
-        cursor.close()
