@@ -62,10 +62,15 @@ def local_day_bounds(now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December")
+
+
 def human_date(instant: datetime, zone: ZoneInfo) -> str:
-    """How {event_date} reads in a message: 'November 14, 2026' in the scheduler zone."""
+    """How {event_date} reads in a message: 'November 14, 2026' in the scheduler zone (in
+    English whatever the host's locale: the templates are English)."""
     local = instant.astimezone(zone)
-    return f"{local:%B} {local.day}, {local.year}"
+    return f"{MONTHS[local.month - 1]} {local.day}, {local.year}"
 
 
 def iso(instant: datetime | None) -> str | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from followup_cli.db import rules
 from followup_cli.db.partial import partial_index
-from followup_cli.db.schema import UTCDateTime
+from followup_cli.db.schema import JSONDocument, UTCDateTime
 from followup_cli.db.schema import ai_messages as msg
 from followup_cli.db.schema import followup_user_guards as guards
 from followup_cli.db.schema import scheduled_followups as sf
@@ -152,46 +152,62 @@ def note_activity(conn: sa.Connection) -> int:
     return int(result.rowcount or 0)
 
 
-def _conflict(requeue: bool) -> sa.ColumnElement[Any]:
-    """The follow-up that an undecided staged row duplicates, if any (post-event: the
-    oldest live one in the window; re-engagement: the newest one closing the period)."""
-    f = sf.alias("f")
+def _conflicts(requeue: bool) -> sa.Subquery:
+    """(seq, existing) of every undecided staged row that conflicts with the table, and
+    the follow-up it duplicates (post-event: the oldest live one in the window;
+    re-engagement: the newest one closing the period). Set-based: one join per rule, so
+    its cost follows the users' live follow-ups, not one lookup per staged row."""
+    s, f = stage.alias("s"), sf.alias("f")
     # A failed follow-up put back by retry must not count against itself (a failed
     # re-engagement created after the user's last activity closes its own period).
-    hidden = [f.c.id != stage.c.id] if requeue else []
-    post = (sa.select(f.c.id)
-            .where(rules.duplicates_post_event(f, stage.c.user_id, stage.c.event_at), *hidden)
-            .order_by(f.c.created_at, f.c.id).limit(1).scalar_subquery())
-    period = (sa.select(f.c.id)
-              .where(rules.closes_period(f, stage.c.user_id, stage.c.last_activity), *hidden)
-              .order_by(f.c.created_at.desc(), f.c.id).limit(1).scalar_subquery())
-    return sa.case((stage.c.trigger_type == rules.POST_EVENT, post), else_=period)
+    hidden = [f.c.id != s.c.id] if requeue else []
+
+    def matches(kind: str, rule: sa.ColumnElement[bool], *order: Any) -> sa.Select[Any]:
+        return (sa.select(s.c.seq, f.c.id.label("existing"),
+                          sa.func.row_number().over(partition_by=s.c.seq, order_by=order)
+                          .label("rank"))
+                .select_from(s.join(f, sa.and_(rule, *hidden)))
+                .where(s.c.outcome.is_(None), s.c.trigger_type == kind))
+
+    found = sa.union_all(
+        matches(rules.POST_EVENT, rules.duplicates_post_event(f, s.c.user_id, s.c.event_at),
+                f.c.created_at, f.c.id),
+        matches(rules.REENGAGEMENT, rules.closes_period(f, s.c.user_id, s.c.last_activity),
+                f.c.created_at.desc(), f.c.id),
+    ).subquery("found")
+    return (sa.select(found.c.seq, found.c.existing).where(found.c.rank == 1)
+            .subquery("conflicts"))
 
 
 def mark_duplicates(conn: sa.Connection, *, requeue: bool) -> int:
     """Wave step 1: every undecided row that conflicts with the table is a duplicate."""
-    conflict = _conflict(requeue)
-    conn.execute(sa.update(stage).where(stage.c.outcome.is_(None))
-                 .values(existing_id=conflict))
-    result = conn.execute(sa.update(stage).where(stage.c.outcome.is_(None),
-                                                 stage.c.existing_id.is_not(None))
-                          .values(outcome=DUPLICATE))
+    conflicts = _conflicts(requeue)
+    result = conn.execute(
+        sa.update(stage).where(stage.c.seq == conflicts.c.seq)
+        .values(outcome=DUPLICATE, existing_id=conflicts.c.existing))
     return int(result.rowcount or 0)
 
 
 def pick(conn: sa.Connection, *, wave: int, cap: int) -> int:
     """Wave step 2: the first undecided row of each user is admitted, or at_cap when the
     user already has `cap` live follow-ups. Returns how many rows were decided."""
-    first = (sa.select(sa.func.min(stage.c.seq)).where(stage.c.outcome.is_(None))
-             .group_by(stage.c.user_id))
+    first = (sa.select(stage.c.user_id, sa.func.min(stage.c.seq).label("seq"))
+             .where(stage.c.outcome.is_(None)).group_by(stage.c.user_id).cte("first"))
     f = sf.alias("f")
-    live = (sa.select(sa.func.count()).select_from(f)
-            .where(f.c.user_id == stage.c.user_id, rules.is_live(f)).scalar_subquery())
-    result = conn.execute(
-        sa.update(stage).where(stage.c.seq.in_(first))
-        .values(wave=wave, outcome=sa.case((rules.at_cap(live, cap), AT_CAP),
-                                           else_=ADMITTED)))
-    return int(result.rowcount or 0)
+    live = (sa.select(f.c.user_id, sa.func.count().label("n"))
+            .where(rules.is_live(f), f.c.user_id.in_(sa.select(first.c.user_id)))
+            .group_by(f.c.user_id).subquery("live"))
+    decided = (sa.select(first.c.seq, sa.case(
+        (rules.at_cap(sa.func.coalesce(live.c.n, 0), cap), AT_CAP), else_=ADMITTED)
+        .label("outcome"))
+        .select_from(first.outerjoin(live, live.c.user_id == first.c.user_id))
+        .subquery("decided"))
+    conn.execute(sa.update(stage).where(stage.c.seq == decided.c.seq)
+                 .values(wave=wave, outcome=decided.c.outcome))
+    # Counted, not the UPDATE's rowcount: Python's sqlite3 reports -1 for a statement
+    # that begins with WITH.
+    return int(conn.execute(sa.select(sa.func.count()).select_from(stage)
+                            .where(stage.c.wave == wave)).scalar_one())
 
 
 def limit_wave(conn: sa.Connection, *, wave: int, room: int) -> int:
@@ -269,27 +285,42 @@ def decided(conn: sa.Connection, outcome: str, limit: int | None = None
 
 # --- COPY (PostgreSQL) -----------------------------------------------------------------
 
-def _copy_field(value: Any) -> str:
+def _as_text(value: Any) -> str:
     """One CSV field for COPY: unquoted empty is NULL, anything else is quoted text."""
     if value is None:
         return ""
-    if isinstance(value, datetime):
-        text = value.isoformat()
-    elif isinstance(value, dict | list):
-        text = json.dumps(value, ensure_ascii=False)
-    else:
-        text = str(value)
-    return '"' + text.replace('"', '""') + '"'
+    return '"' + str(value).replace('"', '""') + '"'
+
+
+def _as_time(value: Any) -> str:
+    return "" if value is None else '"' + value.isoformat() + '"'
+
+
+def _as_json(value: Any) -> str:
+    if value is None:
+        return ""
+    return '"' + json.dumps(value, ensure_ascii=False).replace('"', '""') + '"'
+
+
+def _converter(table: str, column: str) -> Callable[[Any], str]:
+    """How a column's values are written, chosen once per column, not per value."""
+    known = stage if table == STAGE_NAME else sf
+    col = known.c.get(column)
+    if col is not None and isinstance(col.type, UTCDateTime):
+        return _as_time
+    if col is not None and isinstance(col.type, JSONDocument):
+        return _as_json
+    return _as_text
 
 
 def copy_rows(conn: sa.Connection, table: str, columns: Iterable[str],
               rows: Sequence[dict[str, Any]]) -> None:
     """COPY rows into a table inside the connection's transaction (PostgreSQL)."""
     names = list(columns)
+    fields = [(name, _converter(table, name)) for name in names]
     buffer = io.StringIO()
-    for row in rows:
-        buffer.write(",".join(_copy_field(row.get(c)) for c in names))
-        buffer.write("\n")
+    buffer.writelines(",".join([write(row.get(name)) for name, write in fields]) + "\n"
+                      for row in rows)
     buffer.seek(0)
     statement = f"COPY {table} ({', '.join(names)}) FROM STDIN WITH (FORMAT csv)"
     # The DBAPI connection is the one of this transaction: COPY commits or rolls back with it.
