@@ -16,6 +16,7 @@ from followup_cli.db import SQLITE_BUSY_TIMEOUT_MS, guide_rows
 from followup_cli.db.compat import RECORD_QUERY, Record, SchemaState, assess
 from followup_cli.db.connect import (
     pg_connect_params,
+    pg_dsn,
     prepare_sqlite_file,
     sqlite_path,
     sqlite_url,
@@ -54,6 +55,7 @@ class Database:
         self._engine: sa.Engine | None = None
         self._schema_checked = False
         self._clock_offset: timedelta | None = None
+        self._spare: Any = None  # see adopt()
 
     @classmethod
     def from_settings(cls, settings: Settings, *, create: bool = True) -> Database:
@@ -73,8 +75,9 @@ class Database:
         if self.dialect == "postgresql":
             return sa.create_engine(
                 self.url,
-                # Only what the URL leaves unset; its own options are kept.
-                connect_args=pg_connect_params(self.url),
+                # A connection handed over by the idle probe first, then new ones with
+                # only what the URL leaves unset (its own options are kept).
+                creator=self._pg_connect,
                 # execute_batch for UPDATE executemany: one round trip per page, not per row.
                 executemany_mode="values_plus_batch",
                 pool_size=2,
@@ -108,6 +111,18 @@ class Database:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
+
+    def adopt(self, dbapi_conn: Any) -> None:
+        """Use this open DB-API connection (the idle probe's) as the first of the pool."""
+        self._spare = dbapi_conn
+
+    def _pg_connect(self) -> Any:
+        spare, self._spare = self._spare, None
+        if spare is not None and not spare.closed:
+            return spare
+        import psycopg2
+
+        return psycopg2.connect(pg_dsn(self.url), **pg_connect_params(self.url))
 
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
@@ -215,6 +230,9 @@ class Database:
         return bool(conn.execute(sa.text(query), {"name": name}).scalar())
 
     def dispose(self) -> None:
+        if self._spare is not None:  # handed over but never used
+            self._spare.close()
+            self._spare = None
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None

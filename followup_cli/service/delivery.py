@@ -183,13 +183,16 @@ def run_due_for(settings: Settings, options: PassOptions | None = None, *,
     settings.require_sender()  # exit 2 naming FOLLOWUP_SENDER, before anything is claimed
     options = options or PassOptions()
     _validate(options)
+    spare: list[Any] = []  # the probe's connection, when it found work
     if settings.enabled and not options.dry_run:
-        idle = _idle_pass(settings)
+        idle = _idle_pass(settings, spare.append)
         if idle is not None:
             return idle
     from followup_cli.service.context import Context
 
     ctx = Context(settings, read_only=options.dry_run)  # a dry run creates no database
+    if spare:
+        ctx.db.adopt(spare[0])  # no second connect on the cron path
     try:
         sender = None
         if settings.enabled and not options.dry_run:
@@ -204,7 +207,7 @@ def run_due_for(settings: Settings, options: PassOptions | None = None, *,
         ctx.close()
 
 
-def _idle_pass(settings: Settings) -> PassResult | None:
+def _idle_pass(settings: Settings, handover: Callable[[Any], None]) -> PassResult | None:
     from followup_cli.db import CONNECT_TIMEOUT_S, STATEMENT_TIMEOUT_MS
     from followup_cli.db.compat import head_revision
     from followup_cli.store.idle_probe import record_if_idle
@@ -217,7 +220,7 @@ def _idle_pass(settings: Settings) -> PassResult | None:
     recorded = record_if_idle(
         settings.database_url, revision=head_revision(), run_id=str(result.run_id),
         counts=result.counts, statement_timeout_ms=STATEMENT_TIMEOUT_MS,
-        connect_timeout_s=CONNECT_TIMEOUT_S)
+        connect_timeout_s=CONNECT_TIMEOUT_S, handover=handover)
     if not recorded:
         return None
     result.seconds = time.monotonic() - started

@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -93,12 +94,13 @@ def _schema_usable(cur: Any, p: str, revision: str) -> bool:
 
 
 def record_if_idle(url: str, *, revision: str, run_id: str, counts: dict[str, Any],
-                   statement_timeout_ms: int, connect_timeout_s: int) -> bool:
+                   statement_timeout_ms: int, connect_timeout_s: int,
+                   handover: Callable[[Any], None] | None = None) -> bool:
     """Record an idle run-due pass and return True when nothing is due, no lease has
     expired and no dead pass left its record open; return False (writing nothing) in every
-    other case."""
-    from followup_cli.service.runs import looks_dead
-
+    other case. When there is work, a healthy PostgreSQL connection is given to `handover`
+    (idle, its transaction rolled back) instead of being closed: the full pass reuses it
+    rather than connecting again."""
     try:
         opened = _connect(url, statement_timeout_ms, connect_timeout_s)
     except Exception:
@@ -106,27 +108,47 @@ def record_if_idle(url: str, *, revision: str, run_id: str, counts: dict[str, An
     if opened is None:
         return False
     conn, kind = opened
+    idle = False
     try:
-        cur = conn.cursor()
-        # PostgreSQL: the database's clock; SQLite lives on this host.
-        now_sql, now_args = (("now()", []) if kind == "pg"
-                             else ("?", [_sqlite_time(datetime.now(UTC))]))
-        p, counts_sql = ("%s", "CAST(%s AS jsonb)") if kind == "pg" else ("?", "?")
-        if not _schema_usable(cur, p, revision):
-            return False
-        cur.execute(DUE_OR_EXPIRED.format(now=now_sql), now_args * 2)
-        if cur.fetchone()[0]:
-            return False
-        cur.execute(OPEN_RUNS.format(now=now_sql), now_args)
-        for host, pid, seen, db_now in cur.fetchall():
-            if looks_dead(host, int(pid), _as_utc(seen), _as_utc(db_now)):
-                return False  # the full pass closes its record as abandoned
-        cur.execute(RECORD_RUN.format(p=p, now=now_sql, counts=counts_sql),
-                    [run_id, socket.gethostname(), os.getpid(), *(now_args * 3),
-                     json.dumps(counts)])
-        conn.commit()
-        return True
+        idle = _probe(conn, kind, revision=revision, run_id=run_id, counts=counts)
+        return idle
     except Exception:
         return False
     finally:
-        conn.close()
+        if not idle and handover is not None and kind == "pg" and _rolled_back(conn):
+            handover(conn)
+        else:
+            conn.close()
+
+
+def _probe(conn: Any, kind: str, *, revision: str, run_id: str, counts: dict[str, Any]
+           ) -> bool:
+    from followup_cli.service.runs import looks_dead
+
+    cur = conn.cursor()
+    # PostgreSQL: the database's clock; SQLite lives on this host.
+    now_sql, now_args = (("now()", []) if kind == "pg"
+                         else ("?", [_sqlite_time(datetime.now(UTC))]))
+    p, counts_sql = ("%s", "CAST(%s AS jsonb)") if kind == "pg" else ("?", "?")
+    if not _schema_usable(cur, p, revision):
+        return False
+    cur.execute(DUE_OR_EXPIRED.format(now=now_sql), now_args * 2)
+    if cur.fetchone()[0]:
+        return False
+    cur.execute(OPEN_RUNS.format(now=now_sql), now_args)
+    for host, pid, seen, db_now in cur.fetchall():
+        if looks_dead(host, int(pid), _as_utc(seen), _as_utc(db_now)):
+            return False  # the full pass closes its record as abandoned
+    cur.execute(RECORD_RUN.format(p=p, now=now_sql, counts=counts_sql),
+                [run_id, socket.gethostname(), os.getpid(), *(now_args * 3),
+                 json.dumps(counts)])
+    conn.commit()
+    return True
+
+
+def _rolled_back(conn: Any) -> bool:
+    try:
+        conn.rollback()
+    except Exception:
+        return False
+    return not conn.closed

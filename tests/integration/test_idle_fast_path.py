@@ -103,3 +103,34 @@ def test_an_idle_cron_pass_never_imports_sqlalchemy(db_url: str) -> None:
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.postgres
+def test_the_full_pass_reuses_the_probes_connection(pg_url: str) -> None:
+    """When the probe finds work, its open connection becomes the full pass's first one
+    (one connect per cron pass, not two)."""
+    from followup_cli.db import CONNECT_TIMEOUT_S, STATEMENT_TIMEOUT_MS
+    from followup_cli.db.compat import head_revision
+    from followup_cli.db.engine import Database
+    from followup_cli.settings import normalize_database_url
+    from followup_cli.store.idle_probe import record_if_idle
+
+    url = normalize_database_url(pg_url)
+    ctx = Context(load_settings({"DATABASE_URL": pg_url}))
+    add_followup(ctx, scheduled_at=ctx.now() - timedelta(minutes=1))
+    ctx.close()
+    handed: list = []
+    assert not record_if_idle(url, revision=head_revision(), run_id="r", counts={},
+                              statement_timeout_ms=STATEMENT_TIMEOUT_MS,
+                              connect_timeout_s=CONNECT_TIMEOUT_S, handover=handed.append)
+    [probe] = handed
+    assert not probe.closed
+    db = Database(url)
+    db.adopt(probe)
+    try:
+        with db.transaction() as conn:
+            assert conn.connection.dbapi_connection is probe
+            assert conn.execute(sa.select(sa.func.count()).select_from(sf)).scalar_one() == 1
+    finally:
+        db.dispose()
+    assert probe.closed
