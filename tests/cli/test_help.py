@@ -1,5 +1,6 @@
-"""Every command documents itself: help with an example, a --json flag, and a place in the
-README's command reference."""
+"""Every command documents itself: help with an example, a --json flag, and a row in the
+README's command table (every option is in the generated CLI reference:
+tests/docs/test_cli_reference.py)."""
 
 from __future__ import annotations
 
