@@ -133,4 +133,4 @@ def test_the_full_pass_reuses_the_probes_connection(pg_url: str) -> None:
             assert conn.execute(sa.select(sa.func.count()).select_from(sf)).scalar_one() == 1
     finally:
         db.dispose()
-    assert probe.closed
+    assert handed[0].closed  # disposed with the pool
