@@ -292,8 +292,17 @@ def _as_text(value: Any) -> str:
     return '"' + str(value).replace('"', '""') + '"'
 
 
-def _as_time(value: Any) -> str:
-    return "" if value is None else '"' + value.isoformat() + '"'
+def _as_time(value: Any, _seen: dict[Any, str] = {}) -> str:  # noqa: B006 - a memo
+    """Timestamps repeat within an import (created_at for every row, scheduled_at and
+    next_attempt_at of one row, events of one day): formatted once each."""
+    if value is None:
+        return ""
+    text = _seen.get(value)
+    if text is None:
+        if len(_seen) > 4096:
+            _seen.clear()
+        text = _seen[value] = '"' + value.isoformat() + '"'
+    return text
 
 
 def _as_json(value: Any) -> str:
