@@ -16,7 +16,6 @@ from followup_cli.db import SQLITE_BUSY_TIMEOUT_MS, guide_rows
 from followup_cli.db.compat import RECORD_QUERY, Record, SchemaState, assess
 from followup_cli.db.connect import (
     pg_connect_params,
-    pg_dsn,
     prepare_sqlite_file,
     sqlite_path,
     sqlite_url,
@@ -73,11 +72,10 @@ class Database:
 
     def _create_engine(self) -> sa.Engine:
         if self.dialect == "postgresql":
-            return sa.create_engine(
+            pg = sa.create_engine(
                 self.url,
-                # A connection handed over by the idle probe first, then new ones with
-                # only what the URL leaves unset (its own options are kept).
-                creator=self._pg_connect,
+                # Only what the URL leaves unset; its own options are kept.
+                connect_args=pg_connect_params(self.url),
                 # execute_batch for UPDATE executemany: one round trip per page, not per row.
                 executemany_mode="values_plus_batch",
                 pool_size=2,
@@ -86,6 +84,14 @@ class Database:
                 # out of logs, even with --verbose.
                 hide_parameters=True,
             )
+
+            @event.listens_for(pg, "do_connect")
+            def _adopted(_dialect: Any, _record: Any, _cargs: Any, _cparams: Any) -> Any:
+                # The idle probe's connection first (see adopt), then new ones as usual.
+                spare, self._spare = self._spare, None
+                return spare if spare is not None and not spare.closed else None
+
+            return pg
         path = sqlite_path(self.url)
         if path is not None:
             prepare_sqlite_file(path, create=self.create)
@@ -115,14 +121,6 @@ class Database:
     def adopt(self, dbapi_conn: Any) -> None:
         """Use this open DB-API connection (the idle probe's) as the first of the pool."""
         self._spare = dbapi_conn
-
-    def _pg_connect(self) -> Any:
-        spare, self._spare = self._spare, None
-        if spare is not None and not spare.closed:
-            return spare
-        import psycopg2
-
-        return psycopg2.connect(pg_dsn(self.url), **pg_connect_params(self.url))
 
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
