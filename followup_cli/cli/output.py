@@ -61,15 +61,17 @@ class Output:
         return self._console
 
     @contextlib.contextmanager
-    def progress(self, label: str) -> Iterator[ProgressCallback]:
+    def progress(self, label: str, *, in_bytes: bool = False) -> Iterator[ProgressCallback]:
         """A callback for long work: a rich progress bar on a terminal (a pulsing one while
         the total is unknown), drawn from the first report and gone when the work ends;
-        nothing without a terminal (cron) or with --json."""
+        nothing without a terminal (cron) or with --json. `in_bytes`: the counts are bytes
+        (of a file read), shown as such."""
         if not self.terminal:
             yield _ignore_progress
             return
         from rich.progress import (
             BarColumn,
+            DownloadColumn,
             MofNCompleteColumn,
             Progress,
             SpinnerColumn,
@@ -77,9 +79,9 @@ class Output:
             TimeElapsedColumn,
         )
 
+        count = DownloadColumn() if in_bytes else MofNCompleteColumn()
         bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                       MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
-                       transient=True)
+                       count, TimeElapsedColumn(), console=self.console, transient=True)
         task: list[Any] = []
 
         def update(done: int, total: int | None) -> None:

@@ -85,7 +85,8 @@ def import_cmd(
     from followup_cli.service.importing import import_schedule
 
     ctx = context()
-    with out.progress("scheduling") as progress:
+    # a file is followed by the bytes read of it; standard input by the rows read
+    with out.progress("scheduling", in_bytes=file != "-") as progress:
         result = import_schedule(ctx, file, fmt=fmt, progress=progress)
     if out.json_mode:
         out.json(result.to_json())
