@@ -9,10 +9,10 @@ admitted. The rules themselves are defined once, in db/rules.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -25,6 +25,20 @@ ADMITTED, DUPLICATE, AT_CAP, ACTIVE, OVER_LIMIT = (
 ANALYZE_STAGE_MIN = 1000
 
 Seal = Callable[[dict[str, Any]], dict[str, Any]]
+T = TypeVar("T")
+
+
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """`items` in lists of `size` (the last one shorter): how bulk creators stage a stream
+    without holding it whole."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 @dataclass

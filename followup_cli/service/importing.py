@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from followup_cli.db.schema import POST_EVENT, REENGAGEMENT
 from followup_cli.db.schema import scheduled_followups as sf
 from followup_cli.errors import InputError, RuleViolation
-from followup_cli.service.admission import ADMITTED, AT_CAP, DUPLICATE, Admission
+from followup_cli.service.admission import ADMITTED, AT_CAP, DUPLICATE, Admission, chunked
 from followup_cli.service.context import Context
 from followup_cli.service.requests import (
     PostEventRequest,
@@ -285,7 +285,7 @@ def import_rows(ctx: Context, rows: Iterable[ImportRow], *, source: str = "<rows
     cap = ctx.settings.max_pending_per_user
     with ctx.db.transaction() as conn:
         admission = Admission(conn, cap=cap, seal=ctx.seal)
-        for chunk in _chunks(rows, CHUNK):
+        for chunk in chunked(rows, CHUNK):
             facts = _Facts(conn, chunk)
             staged = []
             for row in chunk:
@@ -317,17 +317,6 @@ def import_rows(ctx: Context, rows: Iterable[ImportRow], *, source: str = "<rows
     log.info("import of %s: %d rows, %d scheduled, %d duplicates", source, result.rows,
              result.scheduled, result.duplicates_total)
     return result
-
-
-def _chunks(rows: Iterable[ImportRow], size: int) -> Iterator[list[ImportRow]]:
-    chunk: list[ImportRow] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 class _Facts:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +26,7 @@ from followup_cli.service.admission import (
     DUPLICATE,
     OVER_LIMIT,
     Admission,
+    chunked,
 )
 from followup_cli.service.context import Context
 from followup_cli.service.scheduling import new_id, render_reengagement
@@ -151,7 +152,7 @@ def _scan_batches(ctx: Context, result: ScanResult, options: ScanOptions, now: d
     with ctx.db.transaction(readonly=True) as reader:
         found = scanning.inactive_candidates(reader, result.cutoff, options.user_ids)
         seq = 0
-        for batch in _batches(found, SCAN_BATCH):
+        for batch in chunked(found, SCAN_BATCH):
             result.candidates += len(batch)
             if options.limit is not None and result.scheduled >= options.limit:
                 result.skipped_limit += len(batch)
@@ -163,18 +164,6 @@ def _scan_batches(ctx: Context, result: ScanResult, options: ScanOptions, now: d
                 progress(result.candidates, None)
     if progress is not None:
         progress(result.candidates, result.candidates)
-
-
-def _batches(found: Iterable[scanning.Candidate], size: int
-             ) -> Iterator[list[scanning.Candidate]]:
-    batch: list[scanning.Candidate] = []
-    for cand in found:
-        batch.append(cand)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _admit_batch(ctx: Context, conn: sa.Connection, result: ScanResult,
