@@ -89,6 +89,7 @@ class Admission:
         """
         conn = self.conn
         if self.staged >= ANALYZE_STAGE_MIN:
+            store.allow_time_for(conn, self.staged)
             store.analyze(conn)
         if not dry_run:
             store.lock_staged_users(conn)

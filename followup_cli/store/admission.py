@@ -83,6 +83,28 @@ def analyze(conn: sa.Connection) -> None:
     conn.exec_driver_sql(f"ANALYZE {STAGE_NAME}")
 
 
+# A wave's statements do work in proportion to the stage: the session's statement timeout
+# (30 s by default, there to stop a stuck cron pass) is stretched by this much per staged
+# row for the rest of the transaction, so a million-row import is not cut off halfway while
+# a statement that is truly stuck still ends. lock_timeout is left alone: a bulk admission
+# still never waits long on another session's row.
+STATEMENT_MS_PER_STAGED_ROW = 0.2
+
+
+def allow_time_for(conn: sa.Connection, staged: int) -> int:
+    """Raise this transaction's statement_timeout for a stage of `staged` rows (PostgreSQL;
+    none when the session has no timeout). Returns the timeout now in force, in ms."""
+    if conn.dialect.name != "postgresql":
+        return 0
+    current = int(conn.exec_driver_sql(
+        "SELECT setting FROM pg_settings WHERE name = 'statement_timeout'").scalar_one())
+    if current == 0:
+        return 0
+    wanted = current + int(staged * STATEMENT_MS_PER_STAGED_ROW)
+    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {wanted}")
+    return wanted
+
+
 # --- guards ------------------------------------------------------------------------------
 
 def _lock_guards(conn: sa.Connection, users: sa.Select[Any] | list[str]) -> int:

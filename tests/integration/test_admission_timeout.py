@@ -1,0 +1,67 @@
+"""A large admission stretches the session's statement timeout for its own transaction, so a
+million-row import is not cut off by the 30 s guard meant for stuck cron passes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from followup_cli.service.admission import ANALYZE_STAGE_MIN, Admission
+from followup_cli.settings import normalize_database_url
+from followup_cli.store.admission import STATEMENT_MS_PER_STAGED_ROW
+
+pytestmark = pytest.mark.postgres
+
+NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
+
+
+def staged_rows(n: int) -> list[dict[str, object]]:
+    return [{"seq": i, "id": f"f-{i}", "user_id": f"u{i}", "conversation_id": f"c{i}",
+             "trigger_type": "reengagement",
+             "template_id": "reengagement_neutral", "message_content": "hello",
+             "status": "pending", "scheduled_at": NOW + timedelta(days=1),
+             "next_attempt_at": NOW + timedelta(days=1),
+             "created_at": NOW, "retry_count": 0, "trigger_data": {"days_inactive": 30}}
+            for i in range(n)]
+
+
+def timeout_in_force(conn: sa.Connection) -> int:
+    return int(conn.exec_driver_sql(
+        "SELECT setting FROM pg_settings WHERE name = 'statement_timeout'").scalar_one())
+
+
+@pytest.mark.parametrize("session_ms", [1000, 0])
+def test_large_admission_gets_time_in_proportion_to_its_stage(pg_url: str, session_ms: int
+                                                              ) -> None:
+    n = ANALYZE_STAGE_MIN * 2
+    engine = sa.create_engine(normalize_database_url(pg_url))
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"SET statement_timeout = {session_ms}")
+            admission = Admission(conn, cap=3)
+            admission.add(staged_rows(n))
+            summary = admission.admit()
+            assert summary.admitted == n
+            expected = session_ms + int(n * STATEMENT_MS_PER_STAGED_ROW) if session_ms else 0
+            assert timeout_in_force(conn) == expected
+        with engine.connect() as conn:
+            # SET LOCAL: the next transaction has the session's own timeout again
+            conn.exec_driver_sql(f"SET statement_timeout = {session_ms}")
+            assert timeout_in_force(conn) == session_ms
+    finally:
+        engine.dispose()
+
+
+def test_small_admission_keeps_the_session_timeout(pg_url: str) -> None:
+    engine = sa.create_engine(normalize_database_url(pg_url))
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SET statement_timeout = 1000")
+            admission = Admission(conn, cap=3)
+            admission.add(staged_rows(10))
+            admission.admit()
+            assert timeout_in_force(conn) == 1000
+    finally:
+        engine.dispose()
