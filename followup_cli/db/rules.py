@@ -13,7 +13,8 @@ The rules (DESIGN "Rules"):
 - period: at most one re-engagement per inactivity period: one that is live, or one not
   cancelled that was created after the user's last activity, closes the period;
 - cap: a user with `cap` live follow-ups gets no more;
-- activity: a user's last activity is their newest message with role 'user'.
+- activity: a user's last activity is their newest message with role 'user', and their most
+  recent conversation is that message's conversation.
 """
 
 from __future__ import annotations
@@ -133,5 +134,18 @@ def last_activity(messages: Table, user_id: Any) -> sa.ScalarSelect[Any]:
     """When the user last sent a message, as a correlated scalar subquery."""
     return (sa.select(sa.func.max(messages.c.created_at))
             .where(messages.c.user_id == user_id, is_activity(messages))
+            .scalar_subquery())
+
+
+def conversation_at(messages: Table, user_id: Any, last_at: Any) -> sa.ScalarSelect[Any]:
+    """The user's most recent conversation given their last activity `last_at`, as a
+    correlated scalar subquery: the conversation of the newest message the user sent (newest
+    id on a tie). Their own message, not any message: a follow-up or other assistant message
+    recorded in a conversation of its own does not make that conversation theirs, and the
+    activity index answers it in one descent per user."""
+    return (sa.select(messages.c.conversation_id)
+            .where(messages.c.user_id == user_id, is_activity(messages),
+                   messages.c.created_at == last_at)
+            .order_by(messages.c.id.desc()).limit(1)
             .scalar_subquery())
 

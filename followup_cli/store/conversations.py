@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from followup_cli.db import rules
 from followup_cli.db.schema import ai_conversations as conv
 from followup_cli.db.schema import ai_messages as msg
 
@@ -28,12 +29,9 @@ class ScoredMessage:
 def recent_scored_messages(conn: sa.Connection, conversation_id: str) -> list[ScoredMessage]:
     """The newest EMOTION_WINDOW messages of one conversation that carry an emotion score,
     newest first."""
-    rows = conn.execute(
-        sa.select(msg.c.created_at, msg.c.role, msg.c.emotion_score)
-        .where(msg.c.conversation_id == conversation_id, msg.c.emotion_score.is_not(None))
-        .order_by(msg.c.created_at.desc(), msg.c.id.desc())
-        .limit(EMOTION_WINDOW)
-    )
+    newest = _newest_scores(conversation_id)
+    rows = conn.execute(newest.with_only_columns(msg.c.created_at, msg.c.role,
+                                                 msg.c.emotion_score))
     return [ScoredMessage(r[0], str(r[1]), float(r[2])) for r in rows]
 
 
@@ -47,40 +45,52 @@ def conversation_exists(conn: sa.Connection, conversation_id: str) -> bool:
         sa.select(conv.c.id).where(conv.c.id == conversation_id)).first() is not None
 
 
+def _newest_scores(conversation_id: Any) -> sa.Select[Any]:
+    """The newest EMOTION_WINDOW scores of the conversation `conversation_id` (a column)."""
+    return (sa.select(msg.c.emotion_score)
+            .where(msg.c.conversation_id == conversation_id, msg.c.emotion_score.is_not(None))
+            .order_by(msg.c.created_at.desc(), msg.c.id.desc())
+            .limit(EMOTION_WINDOW))
+
+
 def recent_scores_many(conn: sa.Connection, conversation_ids: Iterable[str]
                        ) -> dict[str, list[float]]:
-    """recent_scores for many conversations in one query (a window function)."""
+    """recent_scores for many conversations, newest first, one query per 5,000.
+
+    PostgreSQL: a LATERAL join reads each conversation's newest scored messages and stops
+    (5.6 µs a conversation at 100,000, against 21 µs for a window over all of them). SQLite
+    has no LATERAL: one window function over the conversations' scored messages."""
     ids = sorted(set(conversation_ids))
-    if not ids:
-        return {}
-    ranked = (
-        sa.select(
-            msg.c.conversation_id,
-            msg.c.emotion_score,
+    query: sa.Select[Any]
+    if conn.dialect.name == "postgresql":
+        given = sa.func.unnest(sa.bindparam("ids", type_=sa.ARRAY(sa.String))
+                               ).table_valued("cid").render_derived()
+        newest = _newest_scores(given.c.cid).lateral("newest")
+        query = sa.select(given.c.cid, newest.c.emotion_score).select_from(
+            given.join(newest, sa.true()))
+    else:
+        ranked = sa.select(
+            msg.c.conversation_id, msg.c.emotion_score,
             sa.func.row_number().over(
                 partition_by=msg.c.conversation_id,
-                order_by=(msg.c.created_at.desc(), msg.c.id.desc()),
-            ).label("rn"),
-        )
-        .where(msg.c.conversation_id.in_(sa.bindparam("ids", expanding=True)),
-               msg.c.emotion_score.is_not(None))
-        .subquery()
-    )
-    query = sa.select(ranked.c.conversation_id, ranked.c.emotion_score).where(
-        ranked.c.rn <= EMOTION_WINDOW)
+                order_by=(msg.c.created_at.desc(), msg.c.id.desc())).label("rn"),
+        ).where(msg.c.conversation_id.in_(sa.bindparam("ids", expanding=True)),
+                msg.c.emotion_score.is_not(None)).subquery()
+        query = (sa.select(ranked.c.conversation_id, ranked.c.emotion_score)
+                 .where(ranked.c.rn <= EMOTION_WINDOW)
+                 .order_by(ranked.c.conversation_id, ranked.c.rn))
     out: dict[str, list[float]] = {}
-    for chunk_start in range(0, len(ids), 5000):
-        chunk = ids[chunk_start:chunk_start + 5000]
-        for cid, score in conn.execute(query, {"ids": chunk}):
-            out.setdefault(cid, []).append(float(score))
+    for start in range(0, len(ids), 5000):
+        for row in conn.execute(query, {"ids": ids[start:start + 5000]}):
+            out.setdefault(row[0], []).append(float(row[1]))
     return out
 
 
 def latest_conversation(conn: sa.Connection, user_id: str) -> str | None:
-    """The user's most recent conversation: the one with the newest message, else the newest
-    created."""
+    """The user's most recent conversation: the one with the newest message they sent, else
+    the newest created."""
     newest_msg = conn.execute(
-        sa.select(msg.c.conversation_id).where(msg.c.user_id == user_id)
+        sa.select(msg.c.conversation_id).where(msg.c.user_id == user_id, rules.is_activity(msg))
         .order_by(msg.c.created_at.desc(), msg.c.id.desc()).limit(1)
     ).scalar()
     if newest_msg is not None:
@@ -96,7 +106,7 @@ def last_activity(conn: sa.Connection, user_id: str) -> datetime | None:
     """When the user last sent a message (role = 'user')."""
     value: datetime | None = conn.execute(
         sa.select(sa.func.max(msg.c.created_at))  # max() keeps UTCDateTime's conversion
-        .where(msg.c.user_id == user_id, msg.c.role == "user")
+        .where(msg.c.user_id == user_id, rules.is_activity(msg))
     ).scalar()
     return value
 

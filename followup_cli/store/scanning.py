@@ -26,7 +26,7 @@ STREAM_ROWS = 5000  # candidates fetched per round trip from the server-side cur
 class Candidate:
     user_id: str
     last_activity: datetime
-    conversation_id: str  # the conversation with the user's newest message
+    conversation_id: str  # the conversation of the user's newest own message
 
 
 def _chunks(items: Sequence[str]) -> Iterator[list[str]]:
@@ -37,32 +37,24 @@ def _chunks(items: Sequence[str]) -> Iterator[list[str]]:
 def inactive_candidates(conn: sa.Connection, cutoff: datetime,
                         user_ids: Sequence[str] | None = None) -> Iterator[Candidate]:
     """Every user whose last activity is at or before `cutoff` and whose current inactivity
-    period has no re-engagement yet, longest inactive first, with the conversation of their
-    newest message. One statement, run now and read as a stream (server-side cursor on
-    PostgreSQL): memory does not grow with the number of users."""
+    period has no re-engagement yet, longest inactive first, with their most recent
+    conversation. One statement, run now and read as a stream (server-side cursor on
+    PostgreSQL): memory does not grow with the number of users.
+
+    Only the activity index is read: one ordered pass for every user's last activity, then
+    one descent per candidate for the conversation (db/rules.py `conversation_at`), never
+    the other messages."""
     last_at = sa.func.max(msg.c.created_at)  # max() keeps UTCDateTime's conversion
     last = (sa.select(msg.c.user_id, last_at.label("last_at"))
             .where(rules.is_activity(msg)).group_by(msg.c.user_id).having(last_at <= cutoff))
     if user_ids is not None:
         last = last.where(msg.c.user_id.in_(list(user_ids)))
     last_cte = last.cte("last_activity")
-    cand = (sa.select(last_cte.c.user_id)
-            .where(~sa.exists().where(
-                rules.closes_period(sf, last_cte.c.user_id, last_cte.c.last_at)))
-            .cte("candidates"))
-    # One window pass over the candidates' messages gives both the newest message (its
-    # conversation) and the last activity: no join, which SQLite would run as a nested loop.
-    ranked = sa.select(
-        msg.c.user_id, msg.c.conversation_id,
-        sa.func.row_number().over(
-            partition_by=msg.c.user_id,
-            order_by=(msg.c.created_at.desc(), msg.c.id.desc())).label("rn"),
-        sa.func.max(msg.c.created_at).filter(rules.is_activity(msg)).over(
-            partition_by=msg.c.user_id).label("last_at"),
-    ).where(msg.c.user_id.in_(sa.select(cand.c.user_id))).subquery("ranked")
-    query = (sa.select(ranked.c.user_id, ranked.c.last_at, ranked.c.conversation_id)
-             .where(ranked.c.rn == 1)
-             .order_by(ranked.c.last_at, ranked.c.user_id))
+    query = (sa.select(last_cte.c.user_id, last_cte.c.last_at,
+                       rules.conversation_at(msg, last_cte.c.user_id, last_cte.c.last_at))
+             .where(~sa.exists().where(
+                 rules.closes_period(sf, last_cte.c.user_id, last_cte.c.last_at)))
+             .order_by(last_cte.c.last_at, last_cte.c.user_id))
     if conn.dialect.name == "postgresql":
         # JIT compiling this one-off aggregate costs more (0.8 s at a million users) than
         # it saves; the setting ends with the scan's read transaction.
@@ -86,15 +78,16 @@ def last_activity_many(conn: sa.Connection, user_ids: Sequence[str]) -> dict[str
 
 
 def _first_per_user(conn: sa.Connection, table: sa.Table, value: sa.Column[Any],
-                    user_ids: Sequence[str]) -> dict[str, str]:
-    """user → `value` of the user's newest row of `table` (by created_at, then id), for
-    many users: one window-function query per chunk of ids."""
+                    user_ids: Sequence[str], *where: sa.ColumnElement[bool]
+                    ) -> dict[str, str]:
+    """user → `value` of the user's newest row of `table` (by created_at, then id) among
+    the rows matching `where`, for many users: one window-function query per chunk of ids."""
     ranked = sa.select(
         table.c.user_id, value,
         sa.func.row_number().over(
             partition_by=table.c.user_id,
             order_by=(table.c.created_at.desc(), table.c.id.desc())).label("rn"),
-    ).where(table.c.user_id.in_(sa.bindparam("users", expanding=True))).subquery()
+    ).where(table.c.user_id.in_(sa.bindparam("users", expanding=True)), *where).subquery()
     query = sa.select(ranked.c.user_id, ranked.c[value.name]).where(ranked.c.rn == 1)
     out: dict[str, str] = {}
     for chunk in _chunks(sorted(set(user_ids))):
@@ -103,9 +96,10 @@ def _first_per_user(conn: sa.Connection, table: sa.Table, value: sa.Column[Any],
 
 
 def latest_conversation_many(conn: sa.Connection, user_ids: Sequence[str]) -> dict[str, str]:
-    """Each user's conversation with the newest message (users with no message are absent;
-    the caller falls back to the newest created conversation if it wants one)."""
-    return _first_per_user(conn, msg, msg.c.conversation_id, user_ids)
+    """Each user's most recent conversation: the one with the newest message they sent
+    (users who never wrote are absent; the caller falls back to the newest created
+    conversation if it wants one)."""
+    return _first_per_user(conn, msg, msg.c.conversation_id, user_ids, rules.is_activity(msg))
 
 
 def newest_created_conversation_many(conn: sa.Connection, user_ids: Sequence[str]

@@ -14,9 +14,10 @@ from followup_cli.db.schema import followup_runs
 from followup_cli.db.schema import scheduled_followups as sf
 from followup_cli.errors import InputError, SettingsError
 from followup_cli.service.context import Context
-from followup_cli.service.requests import post_event_request
+from followup_cli.service.importing import import_schedule
+from followup_cli.service.requests import post_event_request, reengagement_request
 from followup_cli.service.scanning import ScanOptions, scan_inactive
-from followup_cli.service.scheduling import cancel_ids, schedule_post_event
+from followup_cli.service.scheduling import cancel_ids, schedule_post_event, schedule_reengagement
 from tests.conftest import FakeClock, MakeCtx
 from tests.helpers import add_conversation, rows
 
@@ -82,6 +83,28 @@ def test_most_recent_conversation_and_its_template(ctx: Context) -> None:
     assert got["u2"]["template_id"] == "reengagement_high_emotion"
     assert got["u3"]["template_id"] == "reengagement_low_emotion"
     assert got["u3"]["trigger_data"] == {"days_inactive": 31}
+
+
+def test_most_recent_conversation_is_where_the_user_last_wrote(
+        ctx: Context, tmp_path: Path) -> None:
+    """An assistant message in a conversation of its own (a delivered follow-up recorded by
+    the application, say) is newer than anything the user wrote: the user's most recent
+    conversation is still the one they last wrote in, for every creator alike."""
+    for user in ("u1", "u2", "u3"):
+        add_conversation(ctx, f"chat-{user}", user, [0.9, 0.8, 0.9], at=ago(ctx, days=40))
+        add_conversation(ctx, f"outreach-{user}", user, [0.1], at=ago(ctx, days=2),
+                         role="assistant")
+    tz = ctx.settings.timezone
+    scan_inactive(ctx, ScanOptions(user_ids=["u1"]))
+    schedule_reengagement(ctx, reengagement_request(tz, user_id="u2"))
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"type": "reengagement", "user_id": "u3"}\n', encoding="utf-8")
+    import_schedule(ctx, str(path))
+    got = {r["user_id"]: r for r in reengagements(ctx)}
+    for user in ("u1", "u2", "u3"):
+        assert got[user]["conversation_id"] == f"chat-{user}"
+        assert got[user]["template_id"] == "reengagement_high_emotion"
+        assert got[user]["trigger_data"] == {"days_inactive": 40}
 
 
 def test_rerun_same_day_schedules_nothing(ctx: Context, clock: FakeClock) -> None:
