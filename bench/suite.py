@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import tempfile
 import time
@@ -128,8 +129,11 @@ def main(argv: list[str] | None = None) -> int:
              else "every delivery checked exactly once"))
     target = args.readme or (README if not args.tiny and not args.only else None)
     if target is not None:
+        load = os.getloadavg()
         block = "\n".join([*facts, f"- Suite: `python -m bench{' --tiny' if args.tiny else ''}"
-                           f"` ({runs} runs, {minutes:.0f} min)", "", markdown_table(rows)])
+                           f"` ({runs} runs, {minutes:.0f} min); load average at the end "
+                           f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}", "",
+                           markdown_table(rows)])
         write_readme(target, block)
         print(f"table written to {target}")
     return 1 if failures else 0
