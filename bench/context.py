@@ -87,7 +87,8 @@ class Context:
         if self.tiny:
             row.met = None  # tiny sizes say nothing about speed
         self.rows.append(row)
-        self.log(f"  {row.what}: {row.figure()} {row.unit} {row.spread()} "
+        unit = "" if row.unit == "×" else f" {row.unit}"
+        self.log(f"  {row.what}: {row.figure()}{unit} {row.spread()} "
                  f"{('[' + row.verdict() + ']') if row.met is not None else ''}")
 
     def judge(self, ok: bool) -> bool | None:
