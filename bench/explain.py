@@ -150,8 +150,12 @@ def scan(server: Server) -> None:
 
 
 def import_(server: Server) -> None:
-    ctx = Context(server, installed(FOLLOWUP), Sizes(), 1, 1, Path(tempfile.mkdtemp()),
-                  template="", tiny=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        _import(server, Context(server, installed(FOLLOWUP), Sizes(), 1, 1, Path(tmp),
+                                template="", tiny=False))
+
+
+def _import(server: Server, ctx: Context) -> None:
     db = migrated(server, "import")
     print(cprofile(server, db, "schedule", "import", str(rows_file(ctx, 100_000)), "--json"))
     server.drop(db)
@@ -177,11 +181,15 @@ def import_(server: Server) -> None:
 
 
 def webhook(server: Server) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        _webhook(server, Context(server, installed(FOLLOWUP), Sizes(), 1, 1, Path(tmp),
+                                 template="", tiny=False))
+
+
+def _webhook(server: Server, ctx: Context) -> None:
     spy = BIN / "py-spy"
     if not spy.exists():
         raise SystemExit("py-spy is not installed (pip install -e '.[bench]')")
-    ctx = Context(server, installed(FOLLOWUP), Sizes(), 1, 1, Path(tempfile.mkdtemp()),
-                  template="", tiny=False)
     db = migrated(server, "webhook")
     insert_due(server, db, 4000, prefix="w", analyze=True)
     receiver = Receiver(ctx, 0.05, ctx.tmp / "counts.json")
