@@ -1,0 +1,1 @@
+"""The benchmark suite (issue 13): `python -m bench --help`."""

@@ -1,0 +1,311 @@
+"""Plans and profiles behind the goals the suite reports missed: what limits each one.
+
+    python -m bench.explain claim      # EXPLAIN ANALYZE of run-due's claim, 100,000 due, ±stats
+    python -m bench.explain scan       # the scan-inactive candidate query's plan; cProfile
+    python -m bench.explain import     # cProfile of a 100,000-row import; the longest
+                                       # statements of a 1,000,000-row one
+    python -m bench.explain webhook    # py-spy (GIL samples) of run-due --concurrency 64
+    python -m bench.explain startup    # -X importtime of the cold commands
+    python -m bench.explain api        # statements and cProfile of one API booking
+
+Runs the checkout's followup (this interpreter's environment, with the bench extra), in
+scratch databases that are dropped at the end. Figures under a profiler are slower than the
+suite's; read them for where the time goes, not for how much there is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.context import Context, Sizes
+from bench.install import build, installed
+from bench.pgdb import Server, insert_due, query
+from bench.scenarios import scan as scan_scenario
+from bench.scenarios.importing import rows_file
+from bench.scenarios.webhook import Receiver
+
+BIN = Path(sys.executable).parent
+FOLLOWUP = str(BIN / "followup")
+
+
+def env_for(server: Server, db: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("FOLLOWUP_", "SCHEDULER_", "REENGAGEMENT_"))}
+    return {**env, "DATABASE_URL": server.url(db), **extra}
+
+
+def migrated(server: Server, label: str) -> str:
+    db = server.create(label)
+    subprocess.run([FOLLOWUP, "db", "upgrade"], env=env_for(server, db), check=True,
+                   capture_output=True)
+    return db
+
+
+def top(profile: str | cProfile.Profile, key: str, n: int) -> str:
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats(key).print_stats(n)
+    return out.getvalue()
+
+
+def cprofile(server: Server, db: str, *args: str, **extra: str) -> str:
+    with tempfile.NamedTemporaryFile(suffix=".prof") as prof:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "cProfile", "-o", prof.name, FOLLOWUP, *args],
+                       env=env_for(server, db, **extra), check=True, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - start
+        return (f"followup {' '.join(args)} under cProfile: {wall:.1f} s\n"
+                + top(prof.name, "cumulative", 40) + top(prof.name, "tottime", 15))
+
+
+@dataclass
+class Captured:
+    """Stands in for a Connection to capture the statement a store function builds."""
+
+    statement: Any = None
+
+    class dialect:  # mimics Connection.dialect
+        name = "postgresql"
+
+    def execution_options(self, **_: Any) -> Captured:
+        return self
+
+    def execute(self, statement: Any, *_: Any) -> list[Any]:
+        self.statement = statement
+        return []
+
+    def sql(self) -> str:
+        from sqlalchemy.dialects import postgresql
+
+        dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+        return str(self.statement.compile(dialect=dialect,
+                                          compile_kwargs={"literal_binds": True}))
+
+
+def explain(server: Server, db: str, sql: str, *settings: str, keep: bool = False) -> str:
+    conn = server.connect(db)
+    try:
+        with conn.cursor() as cur:
+            for setting in settings:
+                cur.execute(setting)
+            start = time.perf_counter()
+            cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
+            plan = "\n".join(r[0] for r in cur.fetchall())
+            seconds = time.perf_counter() - start
+        conn.commit() if keep else conn.rollback()
+    finally:
+        conn.close()
+    return f"-- {', '.join(settings) or 'server defaults'}: {seconds:.2f} s\n{plan}\n"
+
+
+def claim(server: Server) -> None:
+    """The claim of 1,000 among 100,000 due rows, three claims in a row, without and with
+    table statistics."""
+    from followup_cli.store import delivery
+
+    stub = Captured()
+    now = datetime.now(UTC)
+    delivery.claim_due(stub, due_before=now, limit=1000, run_id="explain",  # type: ignore[arg-type]
+                       locked_until=now + timedelta(seconds=600))
+    for analyze in (False, True):
+        db = migrated(server, "claim")
+        insert_due(server, db, 100_000, prefix="c", analyze=analyze)
+        for i in range(3):
+            plan = explain(server, db, stub.sql(), keep=True)
+            if i != 1:
+                print(f"==== statistics: {analyze}, claim {i + 1}\n{plan}")
+        server.drop(db)
+
+
+def scan(server: Server) -> None:
+    from followup_cli.store import scanning
+
+    ctx = Context(server, installed(FOLLOWUP), Sizes(), 1, 1, Path(tempfile.gettempdir()),
+                  template="", tiny=False)
+    template, seconds, size = scan_scenario.seed(ctx)
+    print(f"seeded {ctx.sizes.scan_users:,} users in {seconds:.0f} s, {size / 2**30:.2f} GiB")
+    db = server.create("scan", template=template, file_copy=True)
+    for days in (30, 20):
+        stub = Captured()
+        list(scanning.inactive_candidates(stub, datetime.now(UTC)  # type: ignore[arg-type]
+                                          - timedelta(days=days)))
+        for settings in ((), ("SET jit = off", "SET max_parallel_workers_per_gather = 0")):
+            print(f"==== candidates, {days} days\n"
+                  + explain(server, db, stub.sql(), *settings))
+    print(cprofile(server, db, "scan-inactive", "--json"))
+
+
+def import_(server: Server) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        _import(server, Context(server, installed(FOLLOWUP), Sizes(), 1, 1, Path(tmp),
+                                template="", tiny=False))
+
+
+def _import(server: Server, ctx: Context) -> None:
+    db = migrated(server, "import")
+    print(cprofile(server, db, "schedule", "import", str(rows_file(ctx, 100_000)), "--json"))
+    server.drop(db)
+    db = migrated(server, "import")
+    longest: dict[str, float] = {}
+    child = subprocess.Popen([FOLLOWUP, "schedule", "import",
+                              str(rows_file(ctx, 1_000_000)), "--json"],
+                             env=env_for(server, db), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    start = time.perf_counter()
+    while child.poll() is None:
+        for sql, age in query(server, "postgres", "SELECT query, extract(epoch FROM now() - "
+                              "query_start) FROM pg_stat_activity WHERE datname = %s AND "
+                              "state = 'active' AND application_name = 'followup'", (db,)):
+            key = " ".join(str(sql).split())[:240]
+            longest[key] = max(longest.get(key, 0.0), float(age))
+        time.sleep(0.5)
+    error = child.stderr.read().strip() if child.stderr else ""
+    print(f"==== schedule import of 1,000,000 rows: exit {child.returncode} after "
+          f"{time.perf_counter() - start:.0f} s {error}")
+    for sql, age in sorted(longest.items(), key=lambda kv: -kv[1])[:6]:
+        print(f"  longest seen active {age:5.1f} s: {sql}")
+
+
+def webhook(server: Server) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        _webhook(server, Context(server, installed(FOLLOWUP), Sizes(), 1, 1, Path(tmp),
+                                 template="", tiny=False))
+
+
+def _webhook(server: Server, ctx: Context) -> None:
+    spy = BIN / "py-spy"
+    if not spy.exists():
+        raise SystemExit("py-spy is not installed (pip install -e '.[bench]')")
+    db = migrated(server, "webhook")
+    insert_due(server, db, 4000, prefix="w", analyze=True)
+    receiver = Receiver(ctx, 0.05, ctx.tmp / "counts.json")
+    raw = ctx.tmp / "samples.txt"
+    try:
+        done = subprocess.run(
+            [str(spy), "record", "--gil", "--nonblocking", "-r", "100", "-f", "raw", "-o",
+             str(raw), "--", sys.executable, FOLLOWUP, "run-due", "--json",
+             "--concurrency", "64"],
+            env=env_for(server, db, FOLLOWUP_SENDER=f"webhook:http://127.0.0.1:"
+                        f"{receiver.port}/hook"), capture_output=True, text=True)
+    finally:
+        receiver.stop()
+    seconds = re.search(r'"seconds": ([\d.]+)', done.stdout)
+    print(f"==== run-due --concurrency 64, 4,000 sends: {seconds[1] if seconds else '?'} s "
+          "in the pass; samples taken while a thread held the GIL:")
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    count = 0
+    for line in raw.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        frames = stack.split(";")
+        count += int(samples)
+        own[frames[-1]] += int(samples)
+        for frame in set(frames):
+            total[frame] += int(samples)
+    for title, counter in (("own", own), ("cumulative", total)):
+        print(f"-- {title}")
+        for frame, n in counter.most_common(25):
+            print(f"{n / count:6.1%}  {frame}")
+
+
+def startup(server: Server) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        followup = build(Path(tmp)).followup
+        python = str(Path(followup).parent / "python")
+        db = migrated(server, "startup")
+        env = env_for(server, db, FOLLOWUP_SENDER=f"file:{tmp}/out.jsonl")
+        cases = {"schedule post-event": ["schedule", "post-event", "--user-id", "u",
+                                         "--conversation-id", "c", "--event-date",
+                                         "2030-06-01T18:00"],
+                 "health": ["health"], "run-due, 1 due": ["run-due"], "--help": ["--help"]}
+        for label, args in cases.items():
+            for i in range(3):  # warm caches the way the suite does
+                if label == "run-due, 1 due":
+                    insert_due(server, db, 1, prefix=f"warm{i}")
+                subprocess.run([followup, *args[:3], f"{args[3]}{i}", *args[4:]]
+                               if label == "schedule post-event" else [followup, *args],
+                               env=env, capture_output=True)
+            if label == "run-due, 1 due":
+                insert_due(server, db, 1, prefix="profiled")
+            start = time.perf_counter()
+            done = subprocess.run([python, "-X", "importtime", followup, *args], env=env,
+                                  capture_output=True, text=True)
+            wall = time.perf_counter() - start
+            rows = []  # (cumulative µs, depth, module)
+            for line in done.stderr.splitlines():
+                m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|(\s*)(\S+)", line)
+                if m:
+                    rows.append((int(m[1]), len(m[2]), m[3]))
+            imports = sum(c for c, depth, _ in rows if depth == 1) / 1e6
+            print(f"==== {label}: {wall:.3f} s with -X importtime, of which imports "
+                  f"{imports:.3f} s")
+            for cumulative, depth, name in sorted((r for r in rows if r[1] <= 3),
+                                                  key=lambda r: -r[0])[:12]:
+                print(f"  {cumulative / 1000:7.1f} ms {'  ' * (depth - 1)}{name}")
+
+
+def api(server: Server) -> None:
+    import sqlalchemy as sa
+
+    from followup_cli.api import FollowUps
+
+    db = migrated(server, "api")
+    statements: Counter[str] = Counter()
+
+    def seen(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        statements[" ".join(statement.split())[:120]] += 1
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", seen)
+    followups = FollowUps(server.url(db))
+    for i in range(20):
+        followups.schedule_post_event(f"warm{i}", f"c{i}", "2030-06-01T18:00")
+    statements.clear()
+    profile = cProfile.Profile()
+    start = time.perf_counter()
+    profile.enable()
+    for i in range(200):
+        followups.schedule_post_event(f"u{i}", f"c{i}", "2030-06-01T18:00",
+                                      booking_id=f"B{i}")
+    profile.disable()
+    per_call = (time.perf_counter() - start) / 200
+    followups.close()
+    print(f"==== FollowUps.schedule_post_event: {per_call * 1000:.1f} ms a call under "
+          f"cProfile, {sum(statements.values()) / 200:.1f} statements a call:")
+    for statement, n in statements.most_common():
+        print(f"  {n / 200:4.1f}  {statement}")
+    print(top(profile, "tottime", 15))
+
+
+TOPICS: dict[str, Callable[[Server], None]] = {
+    "claim": claim, "scan": scan, "import": import_, "webhook": webhook,
+    "startup": startup, "api": api}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.explain",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("topic", choices=sorted(TOPICS))
+    topic = parser.parse_args().topic
+    server = Server()
+    try:
+        TOPICS[topic](server)
+    finally:
+        server.cleanup()
+
+
+if __name__ == "__main__":
+    main()
