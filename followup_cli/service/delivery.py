@@ -196,8 +196,7 @@ def run_due_for(settings: Settings, options: PassOptions | None = None, *,
     try:
         sender = None
         if settings.enabled and not options.dry_run:
-            sender = build_sender(settings, log_stream=log_stream,
-                                  concurrency=options.concurrency)
+            sender = build_sender(settings, log_stream=log_stream)
         try:
             return run_due(ctx, options, sender=sender, progress=progress, stop=stop)
         finally:
@@ -249,7 +248,7 @@ def run_due(ctx: Context, options: PassOptions | None = None, *,
         return _dry_run(ctx, options, now, is_open, started)
     own = sender is None
     if sender is None:
-        sender = build_sender(ctx.settings, concurrency=options.concurrency)
+        sender = build_sender(ctx.settings)
     try:
         return _Pass(ctx, options, sender, now, is_open, started, progress,
                      stop or StopRequest()).run()

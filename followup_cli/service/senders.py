@@ -217,26 +217,33 @@ class WebhookSender:
     timeout alone cannot promise that. The answer's body is read to at most 64 KiB."""
 
     def __init__(self, url: str, *, secret: bytes | None = None,
-                 deadline: float = WEBHOOK_DEADLINE, connections: int = 1) -> None:
+                 deadline: float = WEBHOOK_DEADLINE) -> None:
         self.url = url
         self.secret = secret
         self.deadline = deadline
-        self.connections = max(1, connections)
         self._deadline = _ThreadDeadline()
-        self._pool: httpcore.ConnectionPool | None = None
+        self._mine = _ThreadPool()
+        self._pools: list[httpcore.ConnectionPool] = []
+        self._generation = 0  # bumped by close(): a thread's older pool is not reused
         self._lock = threading.Lock()
 
     def _http(self) -> httpcore.ConnectionPool:
-        with self._lock:
-            if self._pool is None:
-                import httpcore
+        """The calling thread's own keep-alive connection. One pool per sending thread, not
+        one pool shared by all: at 64 threads a shared pool's bookkeeping (a scan of every
+        connection and an idle check per request, under one lock) took more than half the
+        pass's time, and a thread never needs a second connection."""
+        mine = self._mine
+        pool: httpcore.ConnectionPool | None = mine.pool
+        if pool is None or mine.generation != self._generation:
+            import httpcore
 
-                self._pool = httpcore.ConnectionPool(
-                    max_connections=self.connections,
-                    max_keepalive_connections=self.connections,
-                    keepalive_expiry=30.0, proxy=_proxy_for(self.url),
-                    network_backend=_deadline_backend(self._deadline))
-            return self._pool
+            pool = httpcore.ConnectionPool(
+                max_connections=1, max_keepalive_connections=1, keepalive_expiry=30.0,
+                proxy=_proxy_for(self.url), network_backend=_deadline_backend(self._deadline))
+            with self._lock:
+                self._pools.append(pool)
+                mine.pool, mine.generation = pool, self._generation
+        return pool
 
     def send(self, payload: dict[str, Any], deadline_at: float) -> None:
         import httpcore
@@ -292,9 +299,10 @@ class WebhookSender:
 
     def close(self) -> None:
         with self._lock:
-            if self._pool is not None:
-                self._pool.close()
-                self._pool = None
+            pools, self._pools = self._pools, []
+            self._generation += 1
+        for pool in pools:
+            pool.close()
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -316,6 +324,11 @@ def _proxy_for(url: str) -> Any:
     import httpcore
 
     return httpcore.Proxy(proxy)
+
+
+class _ThreadPool(threading.local):
+    pool: Any = None
+    generation = -1
 
 
 class _ThreadDeadline(threading.local):
@@ -424,8 +437,7 @@ class CommandSender:
                                     transient=True)
 
 
-def build_sender(settings: Settings, *, log_stream: TextIO | None = None,
-                 concurrency: int = 1) -> Sender:
+def build_sender(settings: Settings, *, log_stream: TextIO | None = None) -> Sender:
     """The sender named by FOLLOWUP_SENDER. A send's deadline is at most a quarter of the
     lease, so the pass's lease renewals always stay ahead of any send in flight."""
     spec = settings.require_sender()
@@ -437,7 +449,7 @@ def build_sender(settings: Settings, *, log_stream: TextIO | None = None,
         return FileSender(target)
     if kind == "webhook":
         return WebhookSender(target, secret=settings.webhook_secret,
-                             deadline=min(WEBHOOK_DEADLINE, ceiling), connections=concurrency)
+                             deadline=min(WEBHOOK_DEADLINE, ceiling))
     if kind == "command":
         try:
             return CommandSender(target, deadline=min(COMMAND_DEADLINE, ceiling))

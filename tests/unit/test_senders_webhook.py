@@ -38,15 +38,20 @@ class Receiver:
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.ports: set[int] = set()  # one per TCP connection the client opened
+        self.together = threading.Barrier(4, timeout=5)
         self.lock = threading.Lock()
         self.slow_seconds = 2.0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real receivers do
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 with receiver.lock:
                     receiver.requests.append((self.path, dict(self.headers.items()), body))
+                    receiver.ports.add(self.client_address[1])
                 status, headers = receiver.answer(self.path)
                 try:
                     self.send_response(status)
@@ -78,6 +83,8 @@ class Receiver:
             return 500, {}
         if path.startswith("/400"):
             return 400, {}
+        if path.startswith("/together"):
+            self.together.wait()  # four requests in flight at once, or BrokenBarrierError
         if path.startswith("/slow"):
             time.sleep(self.slow_seconds)
         return 200, {}
@@ -105,6 +112,31 @@ def test_signed_delivery_verifies_with_standard_webhooks(receiver: Receiver) -> 
     assert lowered["idempotency-key"] == "f-1"
     assert lowered["content-type"] == "application/json"
     assert abs(int(lowered["webhook-timestamp"]) - time.time()) < 300
+
+
+def test_each_sending_thread_keeps_its_own_connection(receiver: Receiver) -> None:
+    """The engine sends from a thread pool: no thread waits for another's connection, and
+    each reuses its own across sends (keep-alive), also after the sender was closed."""
+    sender = WebhookSender(receiver.url + "/together", deadline=8)
+    errors: list[BaseException] = []
+
+    def sends() -> None:
+        try:
+            for _ in range(5):
+                sender.send(PAYLOAD, soon(sender))
+        except BaseException as error:  # reported by the assertion below
+            errors.append(error)
+
+    for round_ in range(2):
+        threads = [threading.Thread(target=sends) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert len(receiver.requests) == 20 * (round_ + 1)
+        assert len(receiver.ports) == 4 * (round_ + 1)  # closed: new connections
+        sender.close()
 
 
 def test_a_tampered_body_does_not_verify(receiver: Receiver) -> None:
