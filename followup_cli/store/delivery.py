@@ -116,9 +116,9 @@ def recover_expired(conn: sa.Connection, *, now: datetime, max_retries: int
 # a bulk import (autovacuum may be off) the planner would sort every due row for each claim
 # (12 ms a claim instead of 0.7 ms at 100,000 due); walking the due index in order is always
 # right, so the claim's transaction says so.
-PG_CLAIM = (
-    "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off; "
-    "SET LOCAL enable_sort = off; "
+PG_CLAIM_PLAN = ("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off; "
+                 "SET LOCAL enable_sort = off; ")
+PG_CLAIM_STATEMENT = (
     "WITH due AS MATERIALIZED (SELECT id FROM scheduled_followups"
     f" WHERE status = '{PENDING}' AND next_attempt_at <= %(due)s"
     " ORDER BY next_attempt_at LIMIT %(n)s FOR UPDATE SKIP LOCKED)"
@@ -126,6 +126,7 @@ PG_CLAIM = (
     " locked_by = %(run)s FROM due WHERE f.id = due.id RETURNING "
     + ", ".join(f"f.{name}" for name in Claimed._fields)
 )
+PG_CLAIM = PG_CLAIM_PLAN + PG_CLAIM_STATEMENT
 
 
 def claim_due(conn: sa.Connection, *, due_before: datetime, limit: int, run_id: str,

@@ -34,12 +34,11 @@ def _chunks(items: Sequence[str]) -> Iterator[list[str]]:
         yield list(items[start:start + CHUNK])
 
 
-def inactive_candidates(conn: sa.Connection, cutoff: datetime,
-                        user_ids: Sequence[str] | None = None) -> Iterator[Candidate]:
+def candidates_query(cutoff: datetime, user_ids: Sequence[str] | None = None
+                     ) -> sa.Select[Any]:
     """Every user whose last activity is at or before `cutoff` and whose current inactivity
-    period has no re-engagement yet, longest inactive first, with their most recent
-    conversation. One statement, run now and read as a stream (server-side cursor on
-    PostgreSQL): memory does not grow with the number of users.
+    period has no re-engagement yet, longest inactive first: (user_id, last activity, most
+    recent conversation).
 
     Only the activity index is read: one ordered pass for every user's last activity, then
     one descent per candidate for the conversation (db/rules.py `conversation_at`), never
@@ -50,16 +49,23 @@ def inactive_candidates(conn: sa.Connection, cutoff: datetime,
     if user_ids is not None:
         last = last.where(msg.c.user_id.in_(list(user_ids)))
     last_cte = last.cte("last_activity")
-    query = (sa.select(last_cte.c.user_id, last_cte.c.last_at,
-                       rules.conversation_at(msg, last_cte.c.user_id, last_cte.c.last_at))
-             .where(~sa.exists().where(
-                 rules.closes_period(sf, last_cte.c.user_id, last_cte.c.last_at)))
-             .order_by(last_cte.c.last_at, last_cte.c.user_id))
+    return (sa.select(last_cte.c.user_id, last_cte.c.last_at,
+                      rules.conversation_at(msg, last_cte.c.user_id, last_cte.c.last_at))
+            .where(~sa.exists().where(
+                rules.closes_period(sf, last_cte.c.user_id, last_cte.c.last_at)))
+            .order_by(last_cte.c.last_at, last_cte.c.user_id))
+
+
+def inactive_candidates(conn: sa.Connection, cutoff: datetime,
+                        user_ids: Sequence[str] | None = None) -> Iterator[Candidate]:
+    """The candidates (`candidates_query`) as a stream: run now, read from a server-side
+    cursor on PostgreSQL, so memory does not grow with the number of users."""
     if conn.dialect.name == "postgresql":
         # JIT compiling this one-off aggregate costs more (0.8 s at a million users) than
         # it saves; the setting ends with the scan's read transaction.
         conn.exec_driver_sql("SET LOCAL jit = off")
-    rows = conn.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(query)
+    rows = (conn.execution_options(stream_results=True, yield_per=STREAM_ROWS)
+            .execute(candidates_query(cutoff, user_ids)))
     return (Candidate(r[0], r[1], r[2]) for r in rows)
 
 

@@ -105,6 +105,30 @@ def test_an_idle_cron_pass_never_imports_sqlalchemy(db_url: str) -> None:
     assert proc.stdout.strip().splitlines()[-1] == "False"
 
 
+def test_a_pass_with_work_imports_only_its_own_dialect(db_url: str) -> None:
+    """Partial indexes carry no dialect keywords, so a cron process on PostgreSQL does not
+    import SQLAlchemy's SQLite dialect (nor the other way round): start-up pays for one."""
+    ctx = Context(load_settings({"DATABASE_URL": db_url}))
+    add_followup(ctx, scheduled_at=ctx.now() - timedelta(minutes=1))
+    ctx.close()
+    code = (
+        "import sys\n"
+        "from followup_cli.cli.app import main\n"
+        "try:\n"
+        "    main(['run-due'])\n"
+        "except SystemExit as exit:\n"
+        "    assert not exit.code, exit.code\n"
+        "print(sorted(m for m in sys.modules if m in ('sqlalchemy.dialects.sqlite', "
+        "'sqlalchemy.dialects.postgresql')))\n"
+    )
+    env = {"DATABASE_URL": db_url, "FOLLOWUP_SENDER": "log", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    own = "postgresql" if db_url.startswith("postgresql") else "sqlite"
+    assert proc.stdout.strip().splitlines()[-1] == str([f"sqlalchemy.dialects.{own}"])
+
+
 @pytest.mark.postgres
 def test_the_full_pass_reuses_the_probes_connection(pg_url: str) -> None:
     """When the probe finds work, its open connection becomes the full pass's first one
