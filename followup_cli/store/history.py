@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from followup_cli.db import rules
 from followup_cli.db.schema import ai_conversations as conv
 from followup_cli.db.schema import ai_messages as msg
 from followup_cli.db.schema import scheduled_followups as sf
@@ -62,6 +63,6 @@ def count_other_due(conn: sa.Connection, prefix: str, now: Any) -> int:
     pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     return int(conn.execute(
         sa.select(sa.func.count()).select_from(sf).where(
-            sf.c.status.in_(("pending", "processing")), sf.c.next_attempt_at <= now,
+            rules.is_live(sf), sf.c.next_attempt_at <= now,
             ~sf.c.user_id.like(pattern, escape="\\"))
     ).scalar_one())

@@ -88,7 +88,9 @@ def test_an_unmigrated_database_is_reported_by_the_full_path(pg_empty_url: str) 
         run_due_for(load_settings({"DATABASE_URL": pg_empty_url, "FOLLOWUP_SENDER": "log"}))
 
 
-def test_an_idle_cron_pass_never_imports_sqlalchemy(db_url: str) -> None:
+def pass_then_print(db_url: str, expression: str) -> str:
+    """Run `followup run-due` in a fresh interpreter, then print `expression` (about
+    sys.modules) there; returns what it printed."""
     code = (
         "import sys\n"
         "from followup_cli.cli.app import main\n"
@@ -96,13 +98,17 @@ def test_an_idle_cron_pass_never_imports_sqlalchemy(db_url: str) -> None:
         "    main(['run-due'])\n"
         "except SystemExit as exit:\n"
         "    assert not exit.code, exit.code\n"
-        "print('sqlalchemy' in sys.modules)\n"
+        f"print({expression})\n"
     )
     env = {"DATABASE_URL": db_url, "FOLLOWUP_SENDER": "log", "PATH": "/usr/bin:/bin"}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == "False"
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_an_idle_cron_pass_never_imports_sqlalchemy(db_url: str) -> None:
+    assert pass_then_print(db_url, "'sqlalchemy' in sys.modules") == "False"
 
 
 def test_a_pass_with_work_imports_only_its_own_dialect(db_url: str) -> None:
@@ -111,22 +117,10 @@ def test_a_pass_with_work_imports_only_its_own_dialect(db_url: str) -> None:
     ctx = Context(load_settings({"DATABASE_URL": db_url}))
     add_followup(ctx, scheduled_at=ctx.now() - timedelta(minutes=1))
     ctx.close()
-    code = (
-        "import sys\n"
-        "from followup_cli.cli.app import main\n"
-        "try:\n"
-        "    main(['run-due'])\n"
-        "except SystemExit as exit:\n"
-        "    assert not exit.code, exit.code\n"
-        "print(sorted(m for m in sys.modules if m in ('sqlalchemy.dialects.sqlite', "
-        "'sqlalchemy.dialects.postgresql')))\n"
-    )
-    env = {"DATABASE_URL": db_url, "FOLLOWUP_SENDER": "log", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
+    printed = pass_then_print(db_url, "sorted(m for m in sys.modules if m in ("
+                              "'sqlalchemy.dialects.sqlite', 'sqlalchemy.dialects.postgresql'))")
     own = "postgresql" if db_url.startswith("postgresql") else "sqlite"
-    assert proc.stdout.strip().splitlines()[-1] == str([f"sqlalchemy.dialects.{own}"])
+    assert printed == str([f"sqlalchemy.dialects.{own}"])
 
 
 @pytest.mark.postgres
