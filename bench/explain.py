@@ -96,6 +96,28 @@ class Captured:
                                           compile_kwargs={"literal_binds": True}))
 
 
+def claim_sql() -> tuple[list[str], str]:
+    """run-due's claim of 1,000 rows as the pass sends it: its plan settings (SET LOCAL,
+    run first in the same transaction) and the statement with its parameters filled in."""
+    from followup_cli.store import delivery
+
+    now = datetime.now(UTC)
+    settings = [s.strip() for s in delivery.PG_CLAIM_PLAN.split(";") if s.strip()]
+    statement = delivery.PG_CLAIM_STATEMENT % {
+        "due": f"'{now.isoformat()}'::timestamptz", "n": 1000, "run": "'explain'",
+        "until": f"'{(now + timedelta(seconds=600)).isoformat()}'::timestamptz"}
+    return settings, statement
+
+
+def scan_sql(days: int) -> str:
+    """scan-inactive's candidate query for users inactive `days` days."""
+    from followup_cli.store import scanning
+
+    stub = Captured()
+    stub.execute(scanning.candidates_query(datetime.now(UTC) - timedelta(days=days)))
+    return stub.sql()
+
+
 def explain(server: Server, db: str, sql: str, *settings: str, keep: bool = False) -> str:
     conn = server.connect(db)
     try:
@@ -115,37 +137,28 @@ def explain(server: Server, db: str, sql: str, *settings: str, keep: bool = Fals
 def claim(server: Server) -> None:
     """The claim of 1,000 among 100,000 due rows, three claims in a row, without and with
     table statistics."""
-    from followup_cli.store import delivery
-
-    stub = Captured()
-    now = datetime.now(UTC)
-    delivery.claim_due(stub, due_before=now, limit=1000, run_id="explain",  # type: ignore[arg-type]
-                       locked_until=now + timedelta(seconds=600))
+    settings, sql = claim_sql()
     for analyze in (False, True):
         db = migrated(server, "claim")
         insert_due(server, db, 100_000, prefix="c", analyze=analyze)
         for i in range(3):
-            plan = explain(server, db, stub.sql(), keep=True)
+            plan = explain(server, db, sql, *settings, keep=True)
             if i != 1:
                 print(f"==== statistics: {analyze}, claim {i + 1}\n{plan}")
         server.drop(db)
 
 
 def scan(server: Server) -> None:
-    from followup_cli.store import scanning
-
     ctx = Context(server, installed(FOLLOWUP), Sizes(), 1, 1, Path(tempfile.gettempdir()),
                   template="", tiny=False)
     template, seconds, size = scan_scenario.seed(ctx)
     print(f"seeded {ctx.sizes.scan_users:,} users in {seconds:.0f} s, {size / 2**30:.2f} GiB")
     db = server.create("scan", template=template, file_copy=True)
     for days in (30, 20):
-        stub = Captured()
-        list(scanning.inactive_candidates(stub, datetime.now(UTC)  # type: ignore[arg-type]
-                                          - timedelta(days=days)))
-        for settings in ((), ("SET jit = off", "SET max_parallel_workers_per_gather = 0")):
+        # the pass runs it with JIT off (store/scanning.py inactive_candidates)
+        for settings in (("SET jit = off",), ()):
             print(f"==== candidates, {days} days\n"
-                  + explain(server, db, stub.sql(), *settings))
+                  + explain(server, db, scan_sql(days), *settings))
     print(cprofile(server, db, "scan-inactive", "--json"))
 
 

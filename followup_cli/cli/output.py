@@ -88,6 +88,14 @@ class Output:
             if not task:
                 bar.start()
                 task.append(bar.add_task(label, total=total))
+            elif total is None and bar.tasks[0].total is not None:
+                # the total is no longer known (a second phase): rich's update() cannot
+                # unset it, so a fresh task of the same label pulses instead, its clock
+                # still counting from the start of the work
+                started = bar.tasks[0].start_time
+                bar.remove_task(task[0])
+                task[0] = bar.add_task(label, total=None)
+                bar.tasks[0].start_time = started
             bar.update(task[0], completed=done, total=total)
 
         try:

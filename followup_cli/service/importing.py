@@ -255,7 +255,14 @@ def import_schedule(ctx: Context, path: str, *, fmt: str | None = None,
             if progress is not None:
                 progress(done_rows if read is None else read(), total)
 
-        return import_rows(ctx, rows, source=name, fmt=chosen, progress=report)
+        def deciding(done_rows: int) -> None:
+            # The file is read; the rules and the insert take about as long again. A bar
+            # left full would look hung: pulse it (total unknown) until the work ends.
+            if progress is not None:
+                progress(done_rows if read is None else read(), None)
+
+        return import_rows(ctx, rows, source=name, fmt=chosen, progress=report,
+                           deciding=deciding)
     finally:
         if stream is not sys.stdin:
             stream.close()
@@ -276,9 +283,10 @@ def _size(stream: TextIO) -> int | None:
 
 
 def import_rows(ctx: Context, rows: Iterable[ImportRow], *, source: str = "<rows>",
-                fmt: str = "jsonl", progress: Callable[[int], None] | None = None
-                ) -> ImportResult:
-    """Render and stage `rows` chunk by chunk, then admit them all (one transaction)."""
+                fmt: str = "jsonl", progress: Callable[[int], None] | None = None,
+                deciding: Callable[[int], None] | None = None) -> ImportResult:
+    """Render and stage `rows` chunk by chunk, then admit them all (one transaction).
+    `progress(rows)` after each staged chunk; `deciding(rows)` once every row is staged."""
     result = ImportResult(source=source, format=fmt)
     templates = ctx.templates
     now = ctx.now()
@@ -298,6 +306,8 @@ def import_rows(ctx: Context, rows: Iterable[ImportRow], *, source: str = "<rows
             result.rows += len(chunk)
             if progress is not None:
                 progress(result.rows)
+        if deciding is not None:
+            deciding(result.rows)
         summary = admission.admit(stop_at_cap=True)
         if summary.count(AT_CAP):
             first = admission.decided(AT_CAP, 1)[0]

@@ -51,7 +51,9 @@ def test_the_helper_draws_a_bar_on_a_terminal_only() -> None:
         progress(0, None)  # total unknown: a pulsing bar
         progress(500, 1000)
         progress(1000, 1000)
+        progress(1000, None)  # a second phase of unknown length: pulsing again
     assert "importing" in shown.getvalue() and BAR in shown.getvalue()
+    assert "1000/?" in shown.getvalue()  # the last frame drawn: total unknown again
     for out in (Output(json_mode=False, stream=io.StringIO(), terminal=False),
                 Output(json_mode=True, stream=io.StringIO(), terminal=True)):
         with out.progress("importing") as progress:

@@ -147,3 +147,15 @@ def test_tiny_sizes_are_smaller_everywhere() -> None:
         if isinstance(value, int | float) and name not in ("webhook_delay",
                                                            "scan_messages_per_user"):
             assert value <= getattr(full, name), name
+
+
+def test_explain_captures_the_statements_the_passes_send() -> None:
+    # `python -m bench.explain claim|scan` plan what run-due and scan-inactive really send;
+    # a change to how a store function runs its statement must not break the capture.
+    from bench.explain import claim_sql, scan_sql
+
+    settings, claim = claim_sql()
+    assert settings and all(s.startswith("SET LOCAL ") for s in settings)
+    assert "FOR UPDATE SKIP LOCKED" in claim and "%(" not in claim
+    scan = scan_sql(30)
+    assert "GROUP BY ai_messages.user_id" in scan and "%(" not in scan
