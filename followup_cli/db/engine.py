@@ -211,6 +211,7 @@ class Database:
                 return timedelta(0)
             self._clock_offset = db_now - datetime.fromtimestamp((before + after) / 2, UTC)
         return self._clock_offset
+
     def _record(self, conn: sa.Connection, revision: str) -> Record | None:
         if not self._has_table(conn, "followup_schema_versions"):
             return None

@@ -21,6 +21,13 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="reads /proc and needs a pseudo-terminal")
 
 
+def default_sigint() -> None:
+    """In the child before exec: SIGINT as a shell user's terminal gives it. A test runner
+    started in the background (`cmd &` in a script) has SIGINT ignored, the child would
+    inherit that, and Python then installs no KeyboardInterrupt at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_until_reading_stdin(proc: subprocess.Popen[bytes]) -> None:
     """Until the process blocks on its stdin pipe (start-up done, the command running)."""
     deadline = time.monotonic() + 30
@@ -37,7 +44,8 @@ def test_ctrl_c_exits_130_with_one_line(sqlite_url: str, json_mode: bool) -> Non
     args = [*followup_argv(), "schedule", "import", "--format", "jsonl", "-"]
     proc = subprocess.Popen([*args, *(["--json"] if json_mode else [])],
                             env=clean_env(sqlite_url), stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=default_sigint)
     try:
         wait_until_reading_stdin(proc)
         proc.send_signal(signal.SIGINT)
@@ -66,7 +74,7 @@ def on_terminal(args: list[str], env: dict[str, str], *, columns: int = 80,
     env = {**env, "TERM": "xterm-256color"}
     env.pop("COLUMNS", None)
     proc = subprocess.Popen([*followup_argv(), *args], stdin=slave, stdout=slave, stderr=slave,
-                            env=env, start_new_session=True)
+                            env=env, start_new_session=True, preexec_fn=default_sigint)
     os.close(slave)
     screen = b""
     try:
