@@ -64,7 +64,8 @@ def test_ctrl_c_exits_130_with_one_line(sqlite_url: str, json_mode: bool) -> Non
 def on_terminal(args: list[str], env: dict[str, str], *, columns: int = 80,
                 answer: str | None = None, interrupt_at: bytes | None = None
                 ) -> tuple[int, str]:
-    """Run followup on a pseudo-terminal of `columns` columns; returns (exit code, screen)."""
+    """Run followup on a pseudo-terminal of `columns` columns, typing `answer` at its
+    `[y/N]` question or interrupting it at `interrupt_at`; returns (exit code, screen)."""
     import fcntl
     import struct
     import termios
@@ -89,6 +90,9 @@ def on_terminal(args: list[str], env: dict[str, str], *, columns: int = 80,
                 if not chunk:
                     break
                 screen += chunk
+                if answer is not None and b"[y/N]" in screen:
+                    os.write(master, answer.encode() + b"\n")
+                    answer = None
                 if interrupt_at is not None and interrupt_at in screen:
                     proc.send_signal(signal.SIGINT)
                     interrupt_at = None

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import select
-import subprocess
 import sys
-import time
 from datetime import timedelta
 
 import pytest
 
 from followup_cli.service.context import Context
+from tests.acceptance.test_interrupt_and_terminal import on_terminal as pty_run
+from tests.acceptance.test_interrupt_and_terminal import plain
+from tests.acceptance.test_run_due_concurrent import clean_env
 from tests.conftest import FakeClock, MakeCtx
 from tests.helpers import add_conversation, add_followup, rows
 
@@ -19,37 +18,9 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-
 
 
 def on_terminal(url: str, args: list[str], answer: str) -> tuple[int, str]:
-    """Run followup with a pseudo-terminal as stdin and stdout; answer its question."""
-    master, slave = os.openpty()
-    env = {**os.environ, "DATABASE_URL": url, "COLUMNS": "120", "TERM": "dumb"}
-    proc = subprocess.Popen([sys.executable, "-m", "followup_cli", *args], stdin=slave,
-                            stdout=slave, stderr=subprocess.PIPE, env=env)
-    os.close(slave)
-    seen = b""
-    answered = False
-    deadline = time.monotonic() + 30
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:  # the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                seen += chunk
-                if not answered and b"[y/N]" in seen:
-                    os.write(master, answer.encode() + b"\n")
-                    answered = True
-            elif proc.poll() is not None:
-                break
-        code = proc.wait(timeout=30)
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-    return code, seen.decode("utf-8", "replace")
+    """Run followup on a pseudo-terminal and answer its question; the screen as text."""
+    code, screen = pty_run(args, clean_env(url), columns=120, answer=answer)
+    return code, plain(screen)
 
 
 @pytest.fixture
