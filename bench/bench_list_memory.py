@@ -20,30 +20,18 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 
-ADMIN = os.environ.get("FOLLOWUP_BENCH_POSTGRES_URL",
-                       "postgresql://postgres@127.0.0.1:5432/postgres")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bench_run_due import Backend, env_for, followup, pg_backend, sqlite_backend
+
 COLUMNS = ("id, conversation_id, user_id, trigger_type, trigger_data, scheduled_at, "
            "next_attempt_at, status, template_id, message_content, created_at, retry_count")
-
-
-def followup() -> list[str]:
-    found = shutil.which("followup")
-    return [found] if found else [sys.executable, "-m", "followup_cli"]
-
-
-def env_for(url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("FOLLOWUP_", "SCHEDULER_", "DATABASE_URL"))}
-    env["DATABASE_URL"] = url
-    return env
 
 
 def engine_for(url: str) -> sa.Engine:
@@ -90,55 +78,32 @@ def measure(url: str, args: list[str]) -> tuple[float, float, int]:
     return rss / 1024, seconds, size
 
 
-@contextmanager
-def sqlite_db(tmp: Path) -> Iterator[str]:
-    url = f"sqlite:///{tmp / 'bench.db'}"
-    subprocess.run([*followup(), "db", "upgrade"], env=env_for(url), check=True,
-                   capture_output=True)
-    yield url
-
-
-@contextmanager
-def pg_db() -> Iterator[str]:
-    name = f"followup_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(ADMIN.replace("postgresql://", "postgresql+psycopg2://", 1),
-                             isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = ADMIN.rsplit("/", 1)[0] + "/" + name
-    try:
-        subprocess.run([*followup(), "db", "upgrade"], env=env_for(url), check=True,
-                       capture_output=True)
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="200000,2000000")
     parser.add_argument("--only", choices=["sqlite", "postgres"])
     args = parser.parse_args()
     sizes = [int(n) for n in args.rows.split(",")]
-    databases: list[tuple[str, Callable[[], Iterator[str]]]] = []
+    backends: list[Callable[[], Backend]] = []
     tmp = Path(tempfile.mkdtemp(prefix="followup-bench-"))
     if args.only != "postgres":
-        databases.append(("sqlite", lambda: sqlite_db(tmp)))  # type: ignore[arg-type,return-value]
+        backends.append(lambda: sqlite_backend(tmp))
     if args.only != "sqlite":
-        databases.append(("postgres", pg_db))  # type: ignore[arg-type]
+        backends.append(pg_backend)
     print(f"{'database':9} {'rows':>9}  {'command':32} {'peak RSS':>9} {'wall':>7} {'output':>9}")
     try:
-        for label, open_db in databases:
-            with open_db() as url:  # type: ignore[attr-defined]
+        for open_backend in backends:
+            backend = open_backend()
+            try:
                 for rows in sizes:
-                    fill(url, rows)
+                    fill(backend.url, rows)
                     for command in (["list"], ["list", "--limit", "0", "--json"],
                                     ["list", "--limit", "0"]):
-                        rss, wall, size = measure(url, command)
-                        print(f"{label:9} {rows:>9,}  {' '.join(command):32} {rss:7.1f}MiB "
-                              f"{wall:6.1f}s {size / 2**20:7.1f}MiB", flush=True)
+                        rss, wall, size = measure(backend.url, command)
+                        print(f"{backend.name:9} {rows:>9,}  {' '.join(command):32} "
+                              f"{rss:7.1f}MiB {wall:6.1f}s {size / 2**20:7.1f}MiB", flush=True)
+            finally:
+                backend.cleanup()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

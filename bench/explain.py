@@ -27,7 +27,6 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -72,28 +71,12 @@ def cprofile(server: Server, db: str, *args: str, **extra: str) -> str:
                 + top(prof.name, "cumulative", 40) + top(prof.name, "tottime", 15))
 
 
-@dataclass
-class Captured:
-    """Stands in for a Connection to capture the statement a store function builds."""
+def compiled(statement: Any) -> str:
+    """A statement a store function builds, as PostgreSQL SQL with its values inlined."""
+    from sqlalchemy.dialects import postgresql
 
-    statement: Any = None
-
-    class dialect:  # mimics Connection.dialect
-        name = "postgresql"
-
-    def execution_options(self, **_: Any) -> Captured:
-        return self
-
-    def execute(self, statement: Any, *_: Any) -> list[Any]:
-        self.statement = statement
-        return []
-
-    def sql(self) -> str:
-        from sqlalchemy.dialects import postgresql
-
-        dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-        return str(self.statement.compile(dialect=dialect,
-                                          compile_kwargs={"literal_binds": True}))
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    return str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
 def claim_sql() -> tuple[list[str], str]:
@@ -113,9 +96,7 @@ def scan_sql(days: int) -> str:
     """scan-inactive's candidate query for users inactive `days` days."""
     from followup_cli.store import scanning
 
-    stub = Captured()
-    stub.execute(scanning.candidates_query(datetime.now(UTC) - timedelta(days=days)))
-    return stub.sql()
+    return compiled(scanning.candidates_query(datetime.now(UTC) - timedelta(days=days)))
 
 
 def explain(server: Server, db: str, sql: str, *settings: str, keep: bool = False) -> str:
