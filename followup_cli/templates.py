@@ -111,13 +111,14 @@ class TemplateSet:
     def render(self, template_id: str, values: Mapping[str, str | None]) -> str:
         """Render a message; a placeholder without a value is an input error."""
         template = self.get(template_id)
-        missing = sorted(f for f in template.fields if values.get(f) in (None, ""))
+        missing = [f for f in template.fields if values.get(f) in (None, "")]
         if missing:
+            missing.sort()
             raise InputError(
                 f"template {template_id} needs {', '.join(missing)}, which was not given "
                 "(pass it, or change the template)"
             )
-        return template.content.format_map({f: values[f] for f in template.fields})
+        return template.content.format_map(values)
 
 
 def builtin_templates() -> dict[str, Template]:

@@ -93,24 +93,34 @@ class Admission:
             store.analyze(conn)
         if not dry_run:
             store.lock_staged_users(conn)
-        store.note_activity(conn)
+        # Rows still undecided, from the statements' own counts: the loop ends with the
+        # wave that decides the last row, instead of one more wave that finds none (for a
+        # stage of one row per user, the common case, that wave is a join of the whole
+        # stage against the table for nothing). A count the driver cannot give (negative)
+        # leaves the loop to end as it always could: on a wave that picks no row.
+        undecided = self.staged - store.note_activity(conn)
         admitted = 0
         wave = 0
         while True:
             wave += 1
-            store.mark_duplicates(conn, requeue=requeue_at is not None)
-            if not store.pick(conn, wave=wave, cap=self.cap):
+            undecided -= store.mark_duplicates(conn, requeue=requeue_at is not None)
+            picked = store.pick(conn, wave=wave, cap=self.cap)
+            if not picked.rows:
                 break
+            undecided -= picked.rows
+            chosen = picked.admitted
             if limit is not None:
-                store.limit_wave(conn, wave=wave, room=limit - admitted)
-            if stop_at_cap and store.count(conn, AT_CAP, wave=wave):
+                chosen = store.limit_wave(conn, wave=wave, room=limit - admitted)
+            if stop_at_cap and picked.at_cap:
                 break
             if dry_run:
                 break
             if requeue_at is not None:
                 admitted += store.requeue_admitted(conn, wave=wave, now=requeue_at)
             else:
-                admitted += store.insert_admitted(conn, wave=wave)
+                admitted += store.insert_admitted(conn, wave=wave, admitted=chosen)
+            if undecided <= 0:
+                break
         return Summary(store.tally(conn), wave)
 
     def decided(self, outcome: str, limit: int | None = None) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ import io
 import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -107,9 +107,15 @@ def allow_time_for(conn: sa.Connection, staged: int) -> int:
 
 # --- guards ------------------------------------------------------------------------------
 
-def _lock_guards(conn: sa.Connection, users: sa.Select[Any] | list[str]) -> int:
-    """Insert missing guard rows, then lock the users' rows in user_id order (one order
-    for every writer, bulk or single: no deadlocks). Returns how many rows were locked."""
+def _lock_guards(conn: sa.Connection, users: sa.Select[Any] | list[str]) -> None:
+    """Insert or lock the guard row of each user, in user_id order (one order for every
+    writer, bulk or single: no deadlocks), in one statement.
+
+    ON CONFLICT DO UPDATE locks the row it conflicts with even when its WHERE updates
+    nothing, and PostgreSQL makes "insert, or lock the row that is there" atomic: a guard
+    deleted meanwhile (forget-user) is inserted instead. A guard this transaction inserts
+    is as good as locked: another writer's insert of it waits for this transaction, and
+    finds it after."""
     source = (users if isinstance(users, sa.Select)
               else sa.select(sa.literal_column("u")).select_from(
                   sa.values(sa.column("u", sa.String), name="given").data(
@@ -117,40 +123,26 @@ def _lock_guards(conn: sa.Connection, users: sa.Select[Any] | list[str]) -> int:
     ordered = source.distinct().order_by(sa.text("1"))
     from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-    conn.execute(pg_insert(guards).from_select(["user_id"], ordered)
-                 .on_conflict_do_nothing())
-    wanted = source.scalar_subquery() if isinstance(users, sa.Select) else users
-    locked = (sa.select(guards.c.user_id).where(guards.c.user_id.in_(wanted))
-              .order_by(guards.c.user_id).with_for_update().subquery())
-    return int(conn.execute(sa.select(sa.func.count()).select_from(locked)).scalar_one())
+    upsert = pg_insert(guards).from_select(["user_id"], ordered)
+    conn.execute(upsert.on_conflict_do_update(
+        index_elements=[guards.c.user_id], set_={"user_id": upsert.excluded.user_id},
+        where=sa.false()))
 
 
 def lock_staged_users(conn: sa.Connection) -> None:
     """Hold the guard rows of every user in the stage until the transaction ends.
 
     Row locks live in the tuples, not in PostgreSQL's shared lock table, so a million users
-    fit. A guard deleted meanwhile (forget-user) is inserted again and locked. SQLite needs
-    none of this: its write transactions are serialized (BEGIN IMMEDIATE)."""
-    if conn.dialect.name != "postgresql":
-        return
-    users = sa.select(stage.c.user_id)
-    wanted = int(conn.execute(
-        sa.select(sa.func.count(sa.distinct(stage.c.user_id)))).scalar_one())
-    for _ in range(5):
-        if _lock_guards(conn, users) >= wanted:
-            return
-    raise RuntimeError("could not lock the users' guard rows (they keep disappearing)")
+    fit. SQLite needs none of this: its write transactions are serialized (BEGIN
+    IMMEDIATE)."""
+    if conn.dialect.name == "postgresql":
+        _lock_guards(conn, sa.select(stage.c.user_id))
 
 
 def lock_users(conn: sa.Connection, user_ids: Sequence[str]) -> None:
     """The guards of a few named users (forget-user), in the same order as admission."""
-    if conn.dialect.name != "postgresql" or not user_ids:
-        return
-    unique = sorted(set(user_ids))
-    for _ in range(5):
-        if _lock_guards(conn, unique) >= len(unique):
-            return
-    raise RuntimeError("could not lock the users' guard rows (they keep disappearing)")
+    if conn.dialect.name == "postgresql" and user_ids:
+        _lock_guards(conn, sorted(set(user_ids)))
 
 
 def forget_guard(conn: sa.Connection, user_id: str) -> None:
@@ -210,9 +202,20 @@ def mark_duplicates(conn: sa.Connection, *, requeue: bool) -> int:
     return int(result.rowcount or 0)
 
 
-def pick(conn: sa.Connection, *, wave: int, cap: int) -> int:
+class Picked(NamedTuple):
+    """What a wave decided: rows picked, and how many of them the cap refused."""
+
+    rows: int
+    at_cap: int
+
+    @property
+    def admitted(self) -> int:
+        return self.rows - self.at_cap
+
+
+def pick(conn: sa.Connection, *, wave: int, cap: int) -> Picked:
     """Wave step 2: the first undecided row of each user is admitted, or at_cap when the
-    user already has `cap` live follow-ups. Returns how many rows were decided."""
+    user already has `cap` live follow-ups."""
     first = (sa.select(stage.c.user_id, sa.func.min(stage.c.seq).label("seq"))
              .where(stage.c.outcome.is_(None)).group_by(stage.c.user_id).cte("first"))
     f = sf.alias("f")
@@ -228,8 +231,10 @@ def pick(conn: sa.Connection, *, wave: int, cap: int) -> int:
                  .values(wave=wave, outcome=decided.c.outcome))
     # Counted, not the UPDATE's rowcount: Python's sqlite3 reports -1 for a statement
     # that begins with WITH.
-    return int(conn.execute(sa.select(sa.func.count()).select_from(stage)
-                            .where(stage.c.wave == wave)).scalar_one())
+    picked, at_cap = conn.execute(
+        sa.select(sa.func.count(), sa.func.count(sa.case((stage.c.outcome == AT_CAP, 1))))
+        .select_from(stage).where(stage.c.wave == wave)).one()
+    return Picked(int(picked), int(at_cap))
 
 
 def limit_wave(conn: sa.Connection, *, wave: int, room: int) -> int:
@@ -245,8 +250,8 @@ def limit_wave(conn: sa.Connection, *, wave: int, room: int) -> int:
     return count(conn, ADMITTED, wave=wave)
 
 
-def insert_admitted(conn: sa.Connection, *, wave: int) -> int:
-    """Write this wave's admitted rows to scheduled_followups. A row that still collides
+def insert_admitted(conn: sa.Connection, *, wave: int, admitted: int) -> int:
+    """Write this wave's `admitted` rows to scheduled_followups. A row that still collides
     (a writer that takes no guard, e.g. the original application, inserted a live
     re-engagement meanwhile) is skipped and decided `duplicate`. Returns rows written."""
     columns = list(FOLLOWUP_COLUMNS)
@@ -258,7 +263,7 @@ def insert_admitted(conn: sa.Connection, *, wave: int) -> int:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
     written = int(conn.execute(dialect_insert(sf).from_select(columns, chosen)
                                .on_conflict_do_nothing()).rowcount or 0)
-    if written < count(conn, ADMITTED, wave=wave):
+    if written < admitted:
         conn.execute(sa.update(stage)
                      .where(stage.c.wave == wave, stage.c.outcome == ADMITTED,
                             ~sa.exists().where(sf.c.id == stage.c.id))

@@ -235,11 +235,11 @@ def test_admission_skips_a_live_reengagement_written_by_an_unguarded_writer(
         store.add(conn, [draft("u1", 1), draft("u2", 2)])
         store.note_activity(conn)
         store.mark_duplicates(conn, requeue=False)
-        assert store.pick(conn, wave=1, cap=10) == 2
+        assert store.pick(conn, wave=1, cap=10) == (2, 0)
         sneaky = draft("u1", 0)
         del sneaky["seq"]
         conn.execute(sa.insert(sf), [sneaky])
-        assert store.insert_admitted(conn, wave=1) == 1
+        assert store.insert_admitted(conn, wave=1, admitted=2) == 1
         assert [(r["user_id"], r["existing_id"]) for r in store.decided(conn, "duplicate")
                 ] == [("u1", None)]
     assert sorted(r["user_id"] for r in reengagements(ctx)) == ["u1", "u2"]

@@ -1,0 +1,106 @@
+"""An admission runs as many waves as its busiest user has rows, and no more: the wave
+that would find nothing left to decide is not run (on both databases).
+
+The rules' results are the property test's business (test_admission_properties.py); these
+tests pin what each admission costs in statements, where the import and the single booking
+spent a whole extra join of the stage against the table to learn that nothing was left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from followup_cli.db.schema import scheduled_followups as sf
+from followup_cli.service.admission import ADMITTED, AT_CAP, DUPLICATE, Admission
+from followup_cli.service.context import Context
+from followup_cli.service.requests import post_event_request
+from followup_cli.service.scheduling import render_post_event, schedule_post_event
+
+
+def staged(ctx: Context, users: list[str], *, day: int = 2) -> list[dict[str, Any]]:
+    """Post-event rows, in this order, each on its own event day (no two duplicate)."""
+    rows = []
+    for seq, user in enumerate(users):
+        event = (ctx.now() + timedelta(days=day + 3 * seq)).isoformat()
+        req = post_event_request(ctx.settings.timezone, user_id=user, conversation_id="c",
+                                 event_date=event)
+        rows.append({**render_post_event(ctx, ctx.templates, req, [], ctx.now()).row,
+                     "seq": seq})
+    return rows
+
+
+@pytest.fixture
+def statements(ctx: Context) -> Iterator[list[str]]:
+    """Every statement the context's engine sends, as sent."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    engine = ctx.db.engine
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def admit(ctx: Context, rows: list[dict[str, Any]], **options: Any) -> Any:
+    with ctx.db.transaction() as conn:
+        admission = Admission(conn, cap=ctx.settings.max_pending_per_user)
+        admission.add(rows)
+        return admission.admit(**options)
+
+
+def test_one_row_per_user_is_decided_in_one_wave(ctx: Context) -> None:
+    summary = admit(ctx, staged(ctx, [f"u{i}" for i in range(20)]))
+    assert summary.admitted == 20
+    assert summary.waves == 1
+
+
+def test_a_user_with_three_rows_takes_three_waves(ctx: Context) -> None:
+    summary = admit(ctx, staged(ctx, ["a", "b", "a", "c", "a"]))
+    assert summary.admitted == 5
+    assert summary.waves == 3
+
+
+def test_rows_decided_before_their_wave_do_not_add_one(ctx: Context) -> None:
+    # u1's second row duplicates its first (same event): decided in wave 2's duplicate
+    # step, after which nothing is left, so wave 2 picks nothing and ends the loop.
+    rows = staged(ctx, ["u1", "u2"])
+    again = {**rows[0], "id": "again", "seq": 2}
+    summary = admit(ctx, [*rows, again])
+    assert (summary.admitted, summary.count(DUPLICATE), summary.waves) == (2, 1, 2)
+    # Already in the table: decided in wave 1's duplicate step; the other row is picked.
+    summary = admit(ctx, [{**rows[0], "id": "third", "seq": 0},
+                          {**staged(ctx, ["u3"])[0], "seq": 1}])
+    assert (summary.admitted, summary.count(DUPLICATE), summary.waves) == (1, 1, 1)
+
+
+def test_rows_refused_by_the_cap_still_end_the_loop(ctx: Context) -> None:
+    cap = ctx.settings.max_pending_per_user
+    admit(ctx, staged(ctx, ["full"] * cap))
+    summary = admit(ctx, staged(ctx, ["full", "free"], day=200))
+    assert (summary.count(ADMITTED), summary.count(AT_CAP), summary.waves) == (1, 1, 1)
+    with ctx.db.transaction() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(sf)
+                            .where(sf.c.user_id == "full")).scalar_one() == cap
+
+
+def test_a_single_booking_joins_the_stage_against_the_table_once(
+        ctx: Context, statements: list[str]) -> None:
+    req = post_event_request(ctx.settings.timezone, user_id="solo", conversation_id="c",
+                             event_date=(ctx.now() + timedelta(days=2)).isoformat())
+    statements.clear()
+    assert schedule_post_event(ctx, req).status == "scheduled"
+    # the duplicate step (an UPDATE of the stage from its conflicts) and the pick (a WITH)
+    duplicate_steps = [s for s in statements
+                       if s.startswith("UPDATE followup_stage SET outcome=")
+                       and "existing_id" in s]
+    picks = [s for s in statements if s.startswith("WITH first AS")]
+    assert (len(duplicate_steps), len(picks)) == (1, 1), statements
