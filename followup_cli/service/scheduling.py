@@ -4,7 +4,7 @@ admissions; the rules themselves are applied by the one admission path."""
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -68,7 +68,13 @@ class Draft:
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID as text: uuid.uuid4()'s bits, without building a UUID
+    object per row (a third of the time, which an import of a million rows notices)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def render_post_event(ctx: Context, templates: TemplateSet, req: PostEventRequest,

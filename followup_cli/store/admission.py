@@ -78,9 +78,23 @@ def add(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
         conn.execute(sa.insert(stage), list(rows))
 
 
+# The waves' plans need the stage's size and roughly how many users it holds, not fine
+# histograms: a sample of 3,000 rows (target 10) instead of 30,000 takes a tenth of the
+# time (50 ms against 560 ms for 100,000 staged rows).
+STAGE_STATISTICS_TARGET = 10
+
+
 def analyze(conn: sa.Connection) -> None:
     """Statistics for a large stage, so the waves' joins are planned for its real size."""
-    conn.exec_driver_sql(f"ANALYZE {STAGE_NAME}")
+    if conn.dialect.name == "postgresql":
+        previous = conn.exec_driver_sql(
+            "SELECT current_setting('default_statistics_target')").scalar_one()
+        set_target = "SELECT set_config('default_statistics_target', %s, true)"
+        conn.exec_driver_sql(set_target, (str(STAGE_STATISTICS_TARGET),))
+        conn.exec_driver_sql(f"ANALYZE {STAGE_NAME}")
+        conn.exec_driver_sql(set_target, (previous,))  # for the rest of the transaction
+    else:
+        conn.exec_driver_sql(f"ANALYZE {STAGE_NAME}")
 
 
 # A wave's statements do work in proportion to the stage: the session's statement timeout
