@@ -9,7 +9,7 @@ spent a whole extra join of the stage against the table to learn that nothing wa
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -104,3 +104,33 @@ def test_a_single_booking_joins_the_stage_against_the_table_once(
                        and "existing_id" in s]
     picks = [s for s in statements if s.startswith("WITH first AS")]
     assert (len(duplicate_steps), len(picks)) == (1, 1), statements
+
+
+@pytest.mark.postgres
+def test_deciding_a_row_rewrites_it_in_place(pg_url: str) -> None:
+    """Every update a wave makes to the stage is heap-only (no new index entry): the stage
+    leaves room on its pages and indexes no column a wave changes."""
+    from followup_cli.settings import normalize_database_url
+
+    engine = sa.create_engine(normalize_database_url(pg_url))
+    now = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    rows = [{"seq": i, "id": f"f-{i}", "user_id": f"u{i % 400}", "conversation_id": "c",
+             "trigger_type": "post_event", "template_id": "post_event_neutral_emotion",
+             "message_content": "hello " * 40, "status": "pending",
+             "scheduled_at": now + timedelta(days=1 + i), "event_at": now + timedelta(i),
+             "next_attempt_at": now + timedelta(days=1 + i), "created_at": now,
+             "retry_count": 0, "trigger_data": {"booking_id": f"B-{i}"}}
+            for i in range(800)]
+    try:
+        with engine.begin() as conn:
+            admission = Admission(conn, cap=5)
+            admission.add(rows)
+            summary = admission.admit()
+            updated, hot = conn.exec_driver_sql(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+                "WHERE relname = 'followup_stage'").one()
+        assert (summary.admitted, summary.waves) == (800, 2)
+        assert updated >= 800
+        assert hot == updated
+    finally:
+        engine.dispose()
