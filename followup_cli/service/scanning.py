@@ -181,7 +181,7 @@ def _admit_batch(ctx: Context, conn: sa.Connection, result: ScanResult,
             days_inactive=days, at=now, template_id=None,
             scores=scores.get(cand.conversation_id, []), now=now)
         rows.append({**draft.row, "seq": first_seq + offset,
-                     "inactive_before": result.cutoff})
+                     "inactive_before": result.cutoff, "last_activity": cand.last_activity})
         items.append(ScanItem(cand.user_id, cand.conversation_id, days, cand.last_activity,
                               draft.row["template_id"], draft.emotion_mean,
                               None if options.dry_run else draft.row["id"]))
