@@ -1,0 +1,145 @@
+"""Two installed copies of followup, interleaved in one run: the admission path's workloads.
+
+    python -m bench.before_after OLD_FOLLOWUP NEW_FOLLOWUP [--runs 4] [--rows 100000]
+                                 [--users 300000]
+
+OLD_FOLLOWUP and NEW_FOLLOWUP are `followup` executables of two installs (for example
+`/tmp/old/bin/followup`, from `pip install` of an older checkout into its own venv). Each
+runs `schedule import` of --rows JSON Lines rows and `scan-inactive` over --users users
+(10 messages each; 3 % and 10 % inactive), on a fresh clone of the same database every
+run, alternating which copy goes first; it prints medians, min-max, and old/new ratios
+taken run by run. Every run's result is checked: all rows scheduled, one re-engagement
+per inactive user. Databases are `followup_bench_*`, dropped at the end. NEW migrates
+them, so both copies must work on NEW's schema.
+
+Start the copies outside the checkout (this script runs them from `/`): `python -m`, or a
+console script, started in the checkout would import the checkout's package instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.pgdb import ADMIN_URL, Server, query
+from bench.scenarios.scan import SEED, inactive
+
+EVENT = "2026-11-14T18:00:00+00:00"
+
+
+def write_rows(path: Path, n: int) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(n):
+            out.write(json.dumps({"type": "post_event", "user_id": f"iu{i}",
+                                  "conversation_id": f"ic{i}", "event_date": EVENT,
+                                  "booking_id": f"B-{i}"}) + "\n")
+
+
+def migrated(server: Server, followup: str, label: str) -> str:
+    db = server.create(label)
+    subprocess.run([followup, "db", "upgrade"], env=env_for(server, db), check=True,
+                   capture_output=True, cwd="/")
+    return db
+
+
+def env_for(server: Server, db: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("FOLLOWUP_", "SCHEDULER_", "REENGAGEMENT_", "DATABASE_"))}
+    return {**env, "DATABASE_URL": server.url(db), **extra}
+
+
+def seed_scan(server: Server, db: str, users: int) -> None:
+    conn = server.connect(db, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET session_replication_role = replica")
+            cur.execute("BEGIN")
+            cur.execute(SEED, {"users": users, "per_user": 10})
+            cur.execute("COMMIT")
+            cur.execute("VACUUM (ANALYZE) ai_conversations, ai_messages")
+    finally:
+        conn.close()
+
+
+def timed(server: Server, template: str, followup: str, args: list[str],
+          check: Callable[[str], None], **extra: str) -> float:
+    with server.scratch("ba", template=template, file_copy=True) as db:
+        start = time.perf_counter()
+        subprocess.run([followup, *args], env=env_for(server, db, **extra), check=True,
+                       stdout=subprocess.DEVNULL, cwd="/")
+        seconds = time.perf_counter() - start
+        check(db)
+        return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("old")
+    parser.add_argument("new")
+    parser.add_argument("--runs", type=int, default=4)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=300_000)
+    args = parser.parse_args()
+    server = Server(os.environ.get("FOLLOWUP_BENCH_POSTGRES_URL", ADMIN_URL))
+    copies = {"old": args.old, "new": args.new}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = Path(tmp) / "rows.jsonl"
+            write_rows(rows, args.rows)
+            empty = migrated(server, args.new, "ba_empty")
+            people = migrated(server, args.new, "ba_scan")
+            seed_scan(server, people, args.users)
+
+            def imported(db: str) -> None:
+                [(n,)] = query(server, db, "SELECT count(*) FROM scheduled_followups "
+                               "WHERE status = 'pending'")
+                if n != args.rows:
+                    raise SystemExit(f"import scheduled {n} of {args.rows} rows")
+
+            def scanned(days: int) -> Callable[[str], None]:
+                def check(db: str) -> None:
+                    [(n, users)] = query(server, db, "SELECT count(*), count(DISTINCT "
+                                         "user_id) FROM scheduled_followups")
+                    if not n == users == inactive(args.users, days):
+                        raise SystemExit(f"scan ({days} days) scheduled {n} for {users} "
+                                         f"users, expected {inactive(args.users, days)}")
+                return check
+
+            cases: dict[str, tuple[str, list[str], Callable[[str], None], dict[str, str]]] = {
+                f"schedule import, {args.rows:,} rows":
+                    (empty, ["schedule", "import", str(rows), "--json"], imported, {}),
+                f"scan-inactive, {args.users:,} users, 10 %":
+                    (people, ["scan-inactive", "--json"], scanned(20),
+                     {"REENGAGEMENT_INACTIVE_DAYS": "20"}),
+                f"scan-inactive, {args.users:,} users, 3 %":
+                    (people, ["scan-inactive", "--json"], scanned(30),
+                     {"REENGAGEMENT_INACTIVE_DAYS": "30"}),
+            }
+            seconds: dict[tuple[str, str], list[float]] = {}
+            for i in range(args.runs):
+                for case, (template, argv, check, extra) in cases.items():
+                    for which in (("old", "new") if i % 2 == 0 else ("new", "old")):
+                        s = timed(server, template, copies[which], argv, check, **extra)
+                        seconds.setdefault((case, which), []).append(s)
+                        print(f"  {case}, {which}, run {i + 1}: {s:.2f} s", file=sys.stderr)
+            for case in cases:
+                old, new = seconds[(case, "old")], seconds[(case, "new")]
+                ratios = [o / n for o, n in zip(old, new, strict=True)]
+                print(f"{case}: old {statistics.median(old):.2f} s ({min(old):.2f}-"
+                      f"{max(old):.2f}), new {statistics.median(new):.2f} s ({min(new):.2f}-"
+                      f"{max(new):.2f}), old/new {statistics.median(ratios):.2f}× "
+                      f"({min(ratios):.2f}-{max(ratios):.2f}), {args.runs} runs each")
+    finally:
+        server.cleanup()
+
+
+if __name__ == "__main__":
+    main()
