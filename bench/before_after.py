@@ -12,8 +12,9 @@ taken run by run. Every run's result is checked: all rows scheduled, one re-enga
 per inactive user. Databases are `followup_bench_*`, dropped at the end. NEW migrates
 them, so both copies must work on NEW's schema.
 
-Start the copies outside the checkout (this script runs them from `/`): `python -m`, or a
-console script, started in the checkout would import the checkout's package instead.
+The copies are started from `/`: `python -m followup_cli` started in a checkout imports
+the checkout's package, whatever is installed, and a before/after run would then measure the
+same code twice.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.explain import env_for, migrated
 from bench.pgdb import ADMIN_URL, Server, query
 from bench.scenarios.scan import SEED, inactive
 
@@ -41,19 +43,6 @@ def write_rows(path: Path, n: int) -> None:
             out.write(json.dumps({"type": "post_event", "user_id": f"iu{i}",
                                   "conversation_id": f"ic{i}", "event_date": EVENT,
                                   "booking_id": f"B-{i}"}) + "\n")
-
-
-def migrated(server: Server, followup: str, label: str) -> str:
-    db = server.create(label)
-    subprocess.run([followup, "db", "upgrade"], env=env_for(server, db), check=True,
-                   capture_output=True, cwd="/")
-    return db
-
-
-def env_for(server: Server, db: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("FOLLOWUP_", "SCHEDULER_", "REENGAGEMENT_", "DATABASE_"))}
-    return {**env, "DATABASE_URL": server.url(db), **extra}
 
 
 def seed_scan(server: Server, db: str, users: int) -> None:
@@ -94,8 +83,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             rows = Path(tmp) / "rows.jsonl"
             write_rows(rows, args.rows)
-            empty = migrated(server, args.new, "ba_empty")
-            people = migrated(server, args.new, "ba_scan")
+            empty = migrated(server, "ba_empty", args.new)
+            people = migrated(server, "ba_scan", args.new)
             seed_scan(server, people, args.users)
 
             def imported(db: str) -> None:

@@ -48,9 +48,10 @@ def env_for(server: Server, db: str, **extra: str) -> dict[str, str]:
     return {**env, "DATABASE_URL": server.url(db), **extra}
 
 
-def migrated(server: Server, label: str) -> str:
+def migrated(server: Server, label: str, followup: str = FOLLOWUP) -> str:
+    """A new database, migrated by `followup` (this environment's, unless given)."""
     db = server.create(label)
-    subprocess.run([FOLLOWUP, "db", "upgrade"], env=env_for(server, db), check=True,
+    subprocess.run([followup, "db", "upgrade"], env=env_for(server, db), check=True,
                    capture_output=True)
     return db
 

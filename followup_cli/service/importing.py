@@ -251,15 +251,14 @@ def import_schedule(ctx: Context, path: str, *, fmt: str | None = None,
         read = _bytes_read(stream)
         total = None if read is None else _size(stream)
 
-        def report(done_rows: int) -> None:
+        def report(done_rows: int, whole: int | None = total) -> None:
             if progress is not None:
-                progress(done_rows if read is None else read(), total)
+                progress(done_rows if read is None else read(), whole)
 
         def deciding(done_rows: int) -> None:
             # The file is read; the rules and the insert take about as long again. A bar
             # left full would look hung: pulse it (total unknown) until the work ends.
-            if progress is not None:
-                progress(done_rows if read is None else read(), None)
+            report(done_rows, None)
 
         return import_rows(ctx, rows, source=name, fmt=chosen, progress=report,
                            deciding=deciding)

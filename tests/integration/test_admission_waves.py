@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from followup_cli.db.schema import scheduled_followups as sf
-from followup_cli.service.admission import ADMITTED, AT_CAP, DUPLICATE, Admission
+from followup_cli.service.admission import ADMITTED, AT_CAP, DUPLICATE, Admission, Summary
 from followup_cli.service.context import Context
 from followup_cli.service.requests import post_event_request
 from followup_cli.service.scheduling import render_post_event, schedule_post_event
@@ -106,6 +106,19 @@ def test_a_single_booking_joins_the_stage_against_the_table_once(
     assert (len(duplicate_steps), len(picks)) == (1, 1), statements
 
 
+def admit_counting_stage_updates(conn: sa.Connection, rows: list[dict[str, Any]]
+                                  ) -> tuple[Admission, Summary, int, int]:
+    """Admit `rows` (cap 5) in the caller's transaction: the admission, its summary, and
+    how many stage updates it made, and how many of them heap-only (PostgreSQL)."""
+    admission = Admission(conn, cap=5)
+    admission.add(rows)
+    summary = admission.admit()
+    updated, hot = conn.exec_driver_sql(
+        "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+        "WHERE relname = 'followup_stage'").one()
+    return admission, summary, int(updated), int(hot)
+
+
 @pytest.mark.postgres
 def test_deciding_a_row_rewrites_it_in_place(pg_url: str) -> None:
     """Every update a wave makes to the stage is heap-only (no new index entry): the stage
@@ -123,12 +136,7 @@ def test_deciding_a_row_rewrites_it_in_place(pg_url: str) -> None:
             for i in range(800)]
     try:
         with engine.begin() as conn:
-            admission = Admission(conn, cap=5)
-            admission.add(rows)
-            summary = admission.admit()
-            updated, hot = conn.exec_driver_sql(
-                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
-                "WHERE relname = 'followup_stage'").one()
+            _, summary, updated, hot = admit_counting_stage_updates(conn, rows)
         assert (summary.admitted, summary.waves) == (800, 2)
         assert updated >= 800
         assert hot == updated
@@ -167,12 +175,7 @@ def test_a_scan_row_of_a_user_who_has_not_written_since_is_updated_once(pg_url: 
                  "inactive_before": now - timedelta(days=30), "last_activity": seen_at}
                 for i, u in enumerate(users)]
         with engine.begin() as conn:
-            admission = Admission(conn, cap=5)
-            admission.add(rows)
-            summary = admission.admit()
-            updated, hot = conn.exec_driver_sql(
-                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
-                "WHERE relname = 'followup_stage'").one()
+            admission, summary, updated, hot = admit_counting_stage_updates(conn, rows)
             [active] = admission.decided("active")
         assert (summary.admitted, summary.count("active")) == (599, 1)
         assert active["user_id"] == "quiet0"
