@@ -179,9 +179,11 @@ ai_messages = sa.Table(
     sa.CheckConstraint("emotion_score IS NULL OR (emotion_score >= 0 AND emotion_score <= 1)",
                        name="ck_ai_messages_emotion_score"),
 )
-# Template choice: the newest scored messages of one conversation.
-partial_index("ix_ai_messages_conversation_scored", ai_messages.c.conversation_id,
-              ai_messages.c.created_at, where=ai_messages.c.emotion_score.is_not(None))
+# Template choice: the newest scored messages of one conversation, in (created_at DESC,
+# id DESC) order by a backward scan, their scores read from the index (migration 0005).
+partial_index("ix_ai_messages_conversation_recent", ai_messages.c.conversation_id,
+              ai_messages.c.created_at, ai_messages.c.id, ai_messages.c.emotion_score,
+              where=ai_messages.c.emotion_score.is_not(None))
 # Last activity: the newest message a user sent.
 partial_index("ix_ai_messages_user_activity", ai_messages.c.user_id, ai_messages.c.created_at,
               where=rules.is_activity(ai_messages))

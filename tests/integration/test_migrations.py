@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from followup_cli.db import compat, guide_rows
 from followup_cli.db.engine import Database
-from followup_cli.db.migrate import alembic_config, head_revision, upgrade
+from followup_cli.db.migrate import alembic_config, head_revision, script_location, upgrade
 from followup_cli.db.schema import metadata
 from followup_cli.errors import SchemaError
 from followup_cli.settings import normalize_database_url
@@ -292,5 +292,34 @@ def test_sqlite_file_is_created_and_migrated_on_first_use(tmp_path) -> None:
         with db.transaction(readonly=True) as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM ai_messages")).scalar() == 0
         assert path.exists() and db.current_revision() == compat.head_revision()
+    finally:
+        db.dispose()
+
+
+@pytest.mark.postgres
+def test_recent_scores_index_built_beforehand_is_kept(pg_url: str) -> None:
+    """Migration 0005's docstring tells an operator with a large ai_messages how to build
+    the new index CONCURRENTLY before upgrading; the step then only drops the old one and
+    the schema is the declared one."""
+    from alembic import command
+
+    doc = (Path(script_location()) / "versions" / "0005_recent_scores_index.py").read_text()
+    start = doc.index("CREATE INDEX CONCURRENTLY")
+    statement = " ".join(doc[start:doc.index(";", start)].split())
+    before = migrated_catalog(pg_url)
+    db = Database(normalize_database_url(pg_url))
+    try:
+        command.downgrade(alembic_config(db), "0004_index_diet")
+        with db.engine.connect() as conn:
+            conn.connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+            conn.exec_driver_sql(statement)
+        upgrade(db)
+        with db.engine.connect() as conn:
+            assert differences(snapshot(conn), before) == []
+            names = conn.execute(sa.text(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'ai_messages'"
+                " ORDER BY 1")).scalars().all()
+        assert names == ["ai_messages_pkey", "ix_ai_messages_conversation_recent",
+                         "ix_ai_messages_user_activity"]
     finally:
         db.dispose()

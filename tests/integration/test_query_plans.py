@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from followup_cli.settings import normalize_database_url
+from followup_cli.store.conversations import EMOTION_WINDOW, recent_scores_many_query
 from followup_cli.store.delivery import PG_CLAIM_PLAN, PG_CLAIM_STATEMENT
 from followup_cli.store.scanning import candidates_query
 
@@ -40,6 +41,17 @@ SELECT 'm' || u || '-' || k, 'c' || u || '-' || k, 'u' || u,
     CASE WHEN k > 0 THEN %(at)s - interval '1 day'
          WHEN u %% 2 = 0 THEN %(at)s - interval '40 days' ELSE %(at)s - interval '2 days' END
 FROM generate_series(1, 2000) AS u, generate_series(0, 5) AS k;
+"""
+
+# 300 conversations of 12 scored messages, one a minute; every third has two messages at
+# its newest minute, so the order must go on to the id
+SCORED = """
+INSERT INTO ai_conversations (id, user_id, created_at)
+SELECT 'sc' || c, 'su' || c, %(at)s - interval '10 days' FROM generate_series(1, 300) AS c;
+INSERT INTO ai_messages (id, conversation_id, user_id, role, content, emotion_score, created_at)
+SELECT 'sm' || c || '-' || lpad(k::text, 2, '0'), 'sc' || c, 'su' || c, 'user', '', k / 20.0,
+    %(at)s - (CASE WHEN c %% 3 = 0 AND k = 10 THEN 1 ELSE 12 - k END) * interval '1 minute'
+FROM generate_series(1, 300) AS c, generate_series(0, 11) AS k;
 """
 
 
@@ -102,3 +114,38 @@ def test_the_scan_reads_only_the_users_own_messages(engine: sa.Engine, statistic
     read = sum((n["Actual Rows"] + n.get("Rows Removed by Filter", 0)) * n["Actual Loops"]
                for n in nodes(doc["Plan"]) if n.get("Relation Name") == "ai_messages")
     assert read <= 2000 + candidates  # own messages once, one per candidate
+
+
+@pytest.mark.parametrize("statistics", [False, True])
+def test_template_choice_reads_five_scores_per_conversation_from_the_index(
+        engine: sa.Engine, statistics: bool) -> None:
+    """The newest five scores of each conversation (scan-inactive looks up thousands in one
+    statement): a backward scan of ix_ai_messages_conversation_recent that stops at the
+    fifth entry, nothing sorted and, on a vacuumed table, no heap fetched. On the index it
+    replaced (conversation_id, created_at) every lookup fetched six rows and sorted them."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql(SCORED, {"at": NOW})
+    with engine.connect() as conn:
+        conn.connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+        conn.exec_driver_sql("VACUUM ANALYZE ai_messages" if statistics
+                             else "VACUUM ai_messages")
+    ids = [f"sc{c}" for c in range(1, 301)]
+    query = recent_scores_many_query("postgresql")
+    with engine.begin() as conn:
+        compiled = query.compile(dialect=conn.dialect)
+        params = {**compiled.params, "ids": ids}
+        [[doc]] = conn.exec_driver_sql(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled), params).one()
+        rows = conn.execute(query, {"ids": ids}).all()
+    plan = list(nodes(doc["Plan"]))
+    kinds = {n["Node Type"] for n in plan}
+    assert not kinds & {"Sort", "Incremental Sort", "Seq Scan", "Bitmap Heap Scan"}, kinds
+    [scan] = [n for n in plan if n.get("Relation Name") == "ai_messages"]
+    assert scan["Node Type"] == "Index Only Scan", scan["Node Type"]
+    assert scan["Index Name"] == "ix_ai_messages_conversation_recent"
+    assert scan["Heap Fetches"] == 0
+    assert scan["Actual Rows"] * scan["Actual Loops"] == EMOTION_WINDOW * len(ids)
+    # and the five are the newest: scores 11..7 / 20, the tie at the newest minute by id
+    assert len(rows) == EMOTION_WINDOW * len(ids)
+    first = [score for cid, score in rows if cid == "sc3"]
+    assert first == [k / 20.0 for k in (11, 10, 9, 8, 7)]
