@@ -19,11 +19,17 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import settings as hypothesis_settings
 
 from followup_cli.db.engine import Database
 from followup_cli.db.migrate import upgrade
 from followup_cli.service.context import Context
 from followup_cli.settings import load_settings
+
+# Property tests check rules, not speed: Hypothesis's per-example deadline (200 ms) turned a
+# busy moment of these shared 2-core machines into a failure of a property that held.
+hypothesis_settings.register_profile("followup", deadline=None)
+hypothesis_settings.load_profile("followup")
 
 PG_ADMIN_URL = os.environ.get(
     "FOLLOWUP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

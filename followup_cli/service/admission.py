@@ -9,7 +9,7 @@ admitted. The rules themselves are defined once, in db/rules.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -68,13 +68,15 @@ class Admission:
         self.staged = 0
         store.open_stage(conn)
 
-    def add(self, rows: Sequence[dict[str, Any]]) -> None:
+    def add(self, rows: Iterable[dict[str, Any]]) -> None:
         """Stage rendered rows: scheduled_followups columns plus `seq` (the order in which
-        rows of one user are admitted; unique) and, for the scan, `inactive_before`."""
+        rows of one user are admitted; unique) and, for the scan, `inactive_before`. `rows`
+        may be a generator: on PostgreSQL each row is rendered while the server stores the
+        ones before it. An exception it raises comes out of `add` as it was raised, and
+        the transaction can then only be rolled back."""
         if self.seal is not None:
-            rows = [self.seal(row) for row in rows]
-        store.add(self.conn, rows)
-        self.staged += len(rows)
+            rows = map(self.seal, rows)
+        self.staged += store.add(self.conn, rows)
 
     def admit(self, *, requeue_at: datetime | None = None, limit: int | None = None,
               stop_at_cap: bool = False, dry_run: bool = False) -> Summary:

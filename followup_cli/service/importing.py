@@ -294,14 +294,7 @@ def import_rows(ctx: Context, rows: Iterable[ImportRow], *, source: str = "<rows
         admission = Admission(conn, cap=cap, seal=ctx.seal)
         for chunk in chunked(rows, CHUNK):
             facts = _Facts(conn, chunk)
-            staged = []
-            for row in chunk:
-                try:
-                    draft = facts.render(ctx, templates, row, now)
-                except InputError as exc:
-                    raise InputError(f"line {row.line}: {exc}") from None
-                staged.append({**draft, "seq": row.line})
-            admission.add(staged)
+            admission.add(facts.staged(ctx, templates, chunk, now))
             result.rows += len(chunk)
             if progress is not None:
                 progress(result.rows)
@@ -344,6 +337,16 @@ class _Facts:
         conv_ids |= {r.conversation_id or self.latest.get(r.user_id, "") for r in re_rows}
         conv_ids.discard("")
         self.scores = conversations.recent_scores_many(conn, conv_ids)
+
+    def staged(self, ctx: Context, templates: TemplateSet, rows: list[ImportRow],
+               now: datetime) -> Iterator[dict[str, Any]]:
+        """The chunk's rows rendered for the stage, one at a time as the stage takes them."""
+        for row in rows:
+            try:
+                draft = self.render(ctx, templates, row, now)
+            except InputError as exc:
+                raise InputError(f"line {row.line}: {exc}") from None
+            yield {**draft, "seq": row.line}
 
     def render(self, ctx: Context, templates: TemplateSet, row: ImportRow, now: datetime
                ) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -172,23 +172,28 @@ def _admit_batch(ctx: Context, conn: sa.Connection, result: ScanResult,
     """Render one batch and admit it (a dry run decides without writing)."""
     assert result.cutoff is not None
     scores = conversations.recent_scores_many(conn, [c.conversation_id for c in batch])
-    rows: list[dict[str, Any]] = []
+    cutoff = result.cutoff
     items: list[ScanItem] = []
-    for offset, cand in enumerate(batch):
-        days = whole_days(cand.last_activity, now)
-        draft = render_reengagement(
-            templates, user_id=cand.user_id, conversation_id=cand.conversation_id,
-            days_inactive=days, at=now, template_id=None,
-            scores=scores.get(cand.conversation_id, []), now=now)
-        rows.append({**draft.row, "seq": first_seq + offset,
-                     "inactive_before": result.cutoff, "last_activity": cand.last_activity})
-        items.append(ScanItem(cand.user_id, cand.conversation_id, days, cand.last_activity,
-                              draft.row["template_id"], draft.emotion_mean,
-                              None if options.dry_run else draft.row["id"]))
+
+    def rows() -> Iterator[dict[str, Any]]:
+        # rendered as the stage takes them (Admission.add)
+        for offset, cand in enumerate(batch):
+            days = whole_days(cand.last_activity, now)
+            draft = render_reengagement(
+                templates, user_id=cand.user_id, conversation_id=cand.conversation_id,
+                days_inactive=days, at=now, template_id=None,
+                scores=scores.get(cand.conversation_id, []), now=now)
+            items.append(ScanItem(cand.user_id, cand.conversation_id, days,
+                                  cand.last_activity, draft.row["template_id"],
+                                  draft.emotion_mean,
+                                  None if options.dry_run else draft.row["id"]))
+            yield {**draft.row, "seq": first_seq + offset, "inactive_before": cutoff,
+                   "last_activity": cand.last_activity}
+
     if result.run_id is not None:
         runs.heartbeat(conn, result.run_id, ctx.now())
     admission = Admission(conn, cap=ctx.settings.max_pending_per_user, seal=ctx.seal)
-    admission.add(rows)
+    admission.add(rows())
     room = None if options.limit is None else options.limit - result.scheduled
     summary = admission.admit(limit=room, dry_run=options.dry_run)
     result.scheduled += summary.count(ADMITTED)

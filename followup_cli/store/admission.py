@@ -15,9 +15,9 @@ user, and a user can only be admitted up to the cap).
 
 from __future__ import annotations
 
-import io
+import itertools
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -71,15 +71,20 @@ def open_stage(conn: sa.Connection) -> None:
         conn.execute(sa.delete(stage))
 
 
-def add(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+def add(conn: sa.Connection, rows: Iterable[dict[str, Any]]) -> int:
     """Stage rows: dicts of scheduled_followups columns plus `seq` (unique, the order of
-    admission) and optionally `inactive_before`. PostgreSQL: COPY; SQLite: executemany."""
-    if not rows:
-        return
+    admission) and optionally `inactive_before`, every row with the first row's keys.
+    PostgreSQL: COPY, taking each row from `rows` only when the server is ready for more;
+    SQLite: executemany. Returns how many rows were staged."""
+    iterator = iter(rows)
+    first = next(iterator, None)
+    if first is None:
+        return 0
     if conn.dialect.name == "postgresql":
-        copy_rows(conn, STAGE_NAME, list(rows[0]), rows)
-    else:
-        conn.execute(sa.insert(stage), list(rows))
+        return copy_rows(conn, STAGE_NAME, list(first), itertools.chain([first], iterator))
+    batch = [first, *iterator]
+    conn.execute(sa.insert(stage), batch)
+    return len(batch)
 
 
 # The waves' plans need the stage's size and roughly how many users it holds, not fine
@@ -375,16 +380,55 @@ def _converter(table: str, column: str) -> Callable[[Any], str]:
     return _as_text
 
 
+class _CopySource:
+    """The file COPY reads from: rows are taken and formatted only when the driver asks for
+    the next piece, so the server parses and stores the first rows while the next are still
+    being rendered (two processes at work instead of one after the other), and no chunk is
+    held as text in full. An exception raised by the rows is kept: the driver only reports
+    that its read failed."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self.lines = lines
+        self.count = 0
+        self.error: BaseException | None = None
+
+    def read(self, size: int = -1) -> str:
+        wanted = size if size > 0 else COPY_PIECE
+        piece: list[str] = []
+        length = 0
+        try:
+            for line in self.lines:
+                piece.append(line)
+                length += len(line)
+                if length >= wanted:
+                    break
+        except BaseException as error:
+            self.error = error
+            raise
+        self.count += len(piece)
+        return "".join(piece)
+
+
+# What the driver asks the source for at a time: large enough that the calls cost nothing,
+# small enough that the server starts on the first rows at once.
+COPY_PIECE = 64 * 1024
+
+
 def copy_rows(conn: sa.Connection, table: str, columns: Iterable[str],
-              rows: Sequence[dict[str, Any]]) -> None:
-    """COPY rows into a table inside the connection's transaction (PostgreSQL)."""
+              rows: Iterable[dict[str, Any]]) -> int:
+    """COPY rows into a table inside the connection's transaction (PostgreSQL). Returns how
+    many were copied."""
     names = list(columns)
     fields = [(name, _converter(table, name)) for name in names]
-    buffer = io.StringIO()
-    buffer.writelines(",".join([write(row.get(name)) for name, write in fields]) + "\n"
-                      for row in rows)
-    buffer.seek(0)
+    source = _CopySource(",".join([write(row.get(name)) for name, write in fields]) + "\n"
+                         for row in rows)
     statement = f"COPY {table} ({', '.join(names)}) FROM STDIN WITH (FORMAT csv)"
     # The DBAPI connection is the one of this transaction: COPY commits or rolls back with it.
-    with raw_cursor(conn, statement) as cursor:
-        cursor.copy_expert(statement, buffer)
+    try:
+        with raw_cursor(conn, statement) as cursor:
+            cursor.copy_expert(statement, source, size=COPY_PIECE)
+    except sa.exc.DBAPIError:
+        if source.error is not None:
+            raise source.error from None
+        raise
+    return source.count
