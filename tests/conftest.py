@@ -24,7 +24,7 @@ from hypothesis import settings as hypothesis_settings
 from followup_cli.db.engine import Database
 from followup_cli.db.migrate import upgrade
 from followup_cli.service.context import Context
-from followup_cli.settings import load_settings
+from followup_cli.settings import load_settings, normalize_database_url
 
 # Property tests check rules, not speed: Hypothesis's per-example deadline (200 ms) turned a
 # busy moment of these shared 2-core machines into a failure of a property that held.
@@ -132,6 +132,17 @@ def pg_url(pg_server: PostgresServer) -> Iterator[str]:
     name = pg_server.create()
     yield _pg_url(name)
     pg_server.drop(name)
+
+
+@pytest.fixture
+def pg_engine(pg_url: str) -> Iterator[sa.Engine]:
+    """An engine on `pg_url` for a test's own SQL beside followup's, disposed before the
+    database is dropped."""
+    engine = sa.create_engine(normalize_database_url(pg_url))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import pytest
 import sqlalchemy as sa
 
 from followup_cli.service.admission import ANALYZE_STAGE_MIN, Admission
-from followup_cli.settings import normalize_database_url
 from tests.acceptance.test_schedule_race import post_args, spawn
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -46,31 +45,27 @@ def wait_for_a_lock_wait(engine: sa.Engine) -> None:
     raise AssertionError("the touched user's schedule never waited for the bulk admission")
 
 
-def test_a_bulk_admission_holds_only_its_own_users(pg_url: str) -> None:
-    engine = sa.create_engine(normalize_database_url(pg_url))
-    try:
-        with engine.connect() as bulk:
-            with bulk.begin():
-                admission = Admission(bulk, cap=5)
-                admission.add(staged(BULK_USERS))
-                assert admission.admit().admitted == len(BULK_USERS)
-                # The bulk transaction is open, its guard rows locked. Another user books:
-                other = spawn(pg_url, post_args("2026-11-28T18:00", user="booker"))
-                out, err = other.communicate(timeout=60)
-                assert other.returncode == 0, err
-                assert json.loads(out)["status"] == "scheduled"
-                # A user the bulk admission touches waits for it...
-                touched = spawn(pg_url, ["schedule", "reengagement", "--user-id",
-                                         BULK_USERS[7], "--days-inactive", "40"])
-                wait_for_a_lock_wait(engine)
-                assert touched.poll() is None
-            # ...and, once it commits, is decided against the row it wrote.
-            out, err = touched.communicate(timeout=60)
-        assert touched.returncode == 0, err
-        assert json.loads(out)["status"] == "duplicate"
-        with engine.connect() as conn:
-            counts = {str(t): int(n) for t, n in conn.execute(sa.text(
-                "SELECT trigger_type, count(*) FROM scheduled_followups GROUP BY 1"))}
-        assert counts == {"reengagement": len(BULK_USERS), "post_event": 1}
-    finally:
-        engine.dispose()
+def test_a_bulk_admission_holds_only_its_own_users(pg_url: str, pg_engine: sa.Engine) -> None:
+    with pg_engine.connect() as bulk:
+        with bulk.begin():
+            admission = Admission(bulk, cap=5)
+            admission.add(staged(BULK_USERS))
+            assert admission.admit().admitted == len(BULK_USERS)
+            # The bulk transaction is open, its guard rows locked. Another user books:
+            other = spawn(pg_url, post_args("2026-11-28T18:00", user="booker"))
+            out, err = other.communicate(timeout=60)
+            assert other.returncode == 0, err
+            assert json.loads(out)["status"] == "scheduled"
+            # A user the bulk admission touches waits for it...
+            touched = spawn(pg_url, ["schedule", "reengagement", "--user-id",
+                                     BULK_USERS[7], "--days-inactive", "40"])
+            wait_for_a_lock_wait(pg_engine)
+            assert touched.poll() is None
+        # ...and, once it commits, is decided against the row it wrote.
+        out, err = touched.communicate(timeout=60)
+    assert touched.returncode == 0, err
+    assert json.loads(out)["status"] == "duplicate"
+    with pg_engine.connect() as conn:
+        counts = {str(t): int(n) for t, n in conn.execute(sa.text(
+            "SELECT trigger_type, count(*) FROM scheduled_followups GROUP BY 1"))}
+    assert counts == {"reengagement": len(BULK_USERS), "post_event": 1}

@@ -86,14 +86,14 @@ def wait_for_waiters(admin: sa.Connection, dbname: str, n: int, timeout: float =
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_concurrent_passes_deliver_each_exactly_once(pg_url: str, tmp_path: Path) -> None:
+def test_concurrent_passes_deliver_each_exactly_once(pg_url: str, pg_engine: sa.Engine,
+                                                     tmp_path: Path) -> None:
     bulk_insert_due(pg_url, ROWS)
     out = tmp_path / "deliveries.jsonl"
     env = clean_env(pg_url, FOLLOWUP_SENDER=f"file:{out}")
     # Hold the table so every pass starts claiming at the same instant: without this the
     # first process could drain it before the last one has imported SQLAlchemy.
-    engine = sa.create_engine(normalize_database_url(pg_url))
-    gate = engine.connect()
+    gate = pg_engine.connect()
     tx = gate.begin()
     gate.execute(sa.text("LOCK TABLE scheduled_followups IN EXCLUSIVE MODE"))
     procs = [subprocess.Popen([*followup_argv(), "run-due", "--json", "--batch-size", "50"],
@@ -110,7 +110,6 @@ def test_concurrent_passes_deliver_each_exactly_once(pg_url: str, tmp_path: Path
             if p.poll() is None:
                 p.kill()
         gate.close()
-        engine.dispose()
     docs = []
     for p, (stdout, stderr) in zip(procs, results, strict=True):
         assert p.returncode == 0, stderr.decode()

@@ -40,7 +40,8 @@ def seed(url: str) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_racing_scan_passes_schedule_each_user_once(pg_url: str) -> None:
+def test_racing_scan_passes_schedule_each_user_once(pg_url: str, pg_engine: sa.Engine
+                                                   ) -> None:
     seed(pg_url)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("FOLLOWUP_", "SCHEDULER_", "REENGAGEMENT_"))}
@@ -54,14 +55,12 @@ def test_racing_scan_passes_schedule_each_user_once(pg_url: str) -> None:
         assert proc.returncode == 0, stderr
         results.append(json.loads(stdout))
     assert sum(r["scheduled"] for r in results) == USERS
-    engine = sa.create_engine(normalize_database_url(pg_url))
-    with engine.connect() as conn:
+    with pg_engine.connect() as conn:
         total, users = conn.execute(sa.text(
             "SELECT count(*), count(DISTINCT user_id) FROM scheduled_followups "
             "WHERE trigger_type = 'reengagement'")).one()
         runs = conn.execute(sa.text(
             "SELECT count(*) FROM followup_runs WHERE kind = 'scan-inactive' "
             "AND status = 'ok'")).scalar_one()
-    engine.dispose()
     assert (total, users) == (USERS, USERS)
     assert runs == PASSES

@@ -186,7 +186,8 @@ def test_grants_name_a_missing_role_and_a_case_slip(pg_url: str, pg_roles: list[
 
 
 @pytest.mark.postgres
-def test_grants_print_a_script_and_change_nothing(pg_url: str, pg_roles: list[str]) -> None:
+def test_grants_print_a_script_and_change_nothing(pg_url: str, pg_engine: sa.Engine,
+                                                   pg_roles: list[str]) -> None:
     result = run(pg_url, "db", "grants", "--scheduler", pg_roles[0], "--monitor", pg_roles[1])
     assert result.exit_code == 0, result.output
     script = result.stdout
@@ -194,12 +195,10 @@ def test_grants_print_a_script_and_change_nothing(pg_url: str, pg_roles: list[st
     statements = [line for line in script.splitlines() if not line.startswith("--")]
     assert any(f'TO "{pg_roles[0]}"' in line for line in statements)
     assert not [line for line in statements if "CREATE" in line or "OWNER" in line]
-    engine = sa.create_engine(normalize_database_url(pg_url))
-    with engine.connect() as conn:
+    with pg_engine.connect() as conn:
         assert not conn.execute(sa.text(
             "SELECT has_table_privilege(:r, 'scheduled_followups', 'SELECT')"),
             {"r": pg_roles[1]}).scalar()
-    engine.dispose()
 
 
 @pytest.mark.postgres

@@ -182,16 +182,14 @@ def test_conflicting_options_with_json_print_one_document(db_url: str) -> None:
 
 
 @pytest.mark.postgres
-def test_verbose_errors_never_show_bound_values(pg_url: str) -> None:
+def test_verbose_errors_never_show_bound_values(pg_url: str, pg_engine: sa.Engine) -> None:
     """A database error's text, logged with --verbose, must not carry message content."""
-    engine = sa.create_engine(normalize_database_url(pg_url))
-    with engine.begin() as conn:  # a trigger that refuses every insert
+    with pg_engine.begin() as conn:  # a trigger that refuses every insert
         conn.exec_driver_sql(
             "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
             "$$BEGIN RAISE EXCEPTION 'refused'; END$$")
         conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE INSERT ON scheduled_followups "
                              "FOR EACH ROW EXECUTE FUNCTION refuse()")
-    engine.dispose()
     # A real process, so the logging that main() sets up writes to the real stderr.
     import os
     import subprocess

@@ -120,12 +120,9 @@ def admit_counting_stage_updates(conn: sa.Connection, rows: list[dict[str, Any]]
 
 
 @pytest.mark.postgres
-def test_deciding_a_row_rewrites_it_in_place(pg_url: str) -> None:
+def test_deciding_a_row_rewrites_it_in_place(pg_engine: sa.Engine) -> None:
     """Every update a wave makes to the stage is heap-only (no new index entry): the stage
     leaves room on its pages and indexes no column a wave changes."""
-    from followup_cli.settings import normalize_database_url
-
-    engine = sa.create_engine(normalize_database_url(pg_url))
     now = datetime(2026, 11, 29, 12, tzinfo=UTC)
     rows = [{"seq": i, "id": f"f-{i}", "user_id": f"u{i % 400}", "conversation_id": "c",
              "trigger_type": "post_event", "template_id": "post_event_neutral_emotion",
@@ -134,53 +131,44 @@ def test_deciding_a_row_rewrites_it_in_place(pg_url: str) -> None:
              "next_attempt_at": now + timedelta(days=1 + i), "created_at": now,
              "retry_count": 0, "trigger_data": {"booking_id": f"B-{i}"}}
             for i in range(800)]
-    try:
-        with engine.begin() as conn:
-            _, summary, updated, hot = admit_counting_stage_updates(conn, rows)
-        assert (summary.admitted, summary.waves) == (800, 2)
-        assert updated >= 800
-        assert hot == updated
-    finally:
-        engine.dispose()
+    with pg_engine.begin() as conn:
+        _, summary, updated, hot = admit_counting_stage_updates(conn, rows)
+    assert (summary.admitted, summary.waves) == (800, 2)
+    assert updated >= 800
+    assert hot == updated
 
 
 @pytest.mark.postgres
-def test_a_scan_row_of_a_user_who_has_not_written_since_is_updated_once(pg_url: str
+def test_a_scan_row_of_a_user_who_has_not_written_since_is_updated_once(pg_engine: sa.Engine
                                                                          ) -> None:
     """The scan stages the last activity its candidate query saw: a user who has not
     written since is not rewritten to record it, so the wave's update is the row's only
     one, and heap-only. A user who wrote since is still found, and decided `active`."""
     from followup_cli.db.schema import ai_conversations, ai_messages
-    from followup_cli.settings import normalize_database_url
-
-    engine = sa.create_engine(normalize_database_url(pg_url))
     now = datetime(2026, 11, 29, 12, tzinfo=UTC)
     seen_at = now - timedelta(days=40)
     users = [f"quiet{i}" for i in range(600)]
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.insert(ai_conversations), [
-                {"id": f"c-{u}", "user_id": u, "created_at": seen_at} for u in users])
-            conn.execute(sa.insert(ai_messages), [
-                {"id": f"m-{u}", "conversation_id": f"c-{u}", "user_id": u, "role": "user",
-                 "content": "x", "created_at": seen_at} for u in users])
-            conn.execute(sa.insert(ai_messages), [  # quiet0 wrote after the candidate query
-                {"id": "m-late", "conversation_id": "c-quiet0", "user_id": "quiet0",
-                 "role": "user", "content": "back", "created_at": now - timedelta(hours=1)}])
-        rows = [{"seq": i, "id": f"r-{i}", "user_id": u, "conversation_id": f"c-{u}",
-                 "trigger_type": "reengagement", "template_id": "reengagement_neutral",
-                 "message_content": "we miss you " * 20, "status": "pending",
-                 "scheduled_at": now, "next_attempt_at": now, "created_at": now,
-                 "retry_count": 0, "trigger_data": {"days_inactive": 40},
-                 "inactive_before": now - timedelta(days=30), "last_activity": seen_at}
-                for i, u in enumerate(users)]
-        with engine.begin() as conn:
-            admission, summary, updated, hot = admit_counting_stage_updates(conn, rows)
-            [active] = admission.decided("active")
-        assert (summary.admitted, summary.count("active")) == (599, 1)
-        assert active["user_id"] == "quiet0"
-        # quiet0: its new activity, then `active`; every other row: the wave's decision
-        assert updated == 599 + 2
-        assert hot == updated
-    finally:
-        engine.dispose()
+    with pg_engine.begin() as conn:
+        conn.execute(sa.insert(ai_conversations), [
+            {"id": f"c-{u}", "user_id": u, "created_at": seen_at} for u in users])
+        conn.execute(sa.insert(ai_messages), [
+            {"id": f"m-{u}", "conversation_id": f"c-{u}", "user_id": u, "role": "user",
+             "content": "x", "created_at": seen_at} for u in users])
+        conn.execute(sa.insert(ai_messages), [  # quiet0 wrote after the candidate query
+            {"id": "m-late", "conversation_id": "c-quiet0", "user_id": "quiet0",
+             "role": "user", "content": "back", "created_at": now - timedelta(hours=1)}])
+    rows = [{"seq": i, "id": f"r-{i}", "user_id": u, "conversation_id": f"c-{u}",
+             "trigger_type": "reengagement", "template_id": "reengagement_neutral",
+             "message_content": "we miss you " * 20, "status": "pending",
+             "scheduled_at": now, "next_attempt_at": now, "created_at": now,
+             "retry_count": 0, "trigger_data": {"days_inactive": 40},
+             "inactive_before": now - timedelta(days=30), "last_activity": seen_at}
+            for i, u in enumerate(users)]
+    with pg_engine.begin() as conn:
+        admission, summary, updated, hot = admit_counting_stage_updates(conn, rows)
+        [active] = admission.decided("active")
+    assert (summary.admitted, summary.count("active")) == (599, 1)
+    assert active["user_id"] == "quiet0"
+    # quiet0: its new activity, then `active`; every other row: the wave's decision
+    assert updated == 599 + 2
+    assert hot == updated

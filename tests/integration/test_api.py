@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 from followup_cli.api import FollowUps
 from followup_cli.cli.app import app
 from followup_cli.errors import ExitCode, NotFoundError, RuleViolation, SettingsError
-from followup_cli.settings import normalize_database_url
 
 
 @pytest.fixture
@@ -86,15 +85,13 @@ def test_bad_settings_are_refused() -> None:
 
 
 @pytest.mark.postgres
-def test_one_pool_serves_many_calls(pg_url: str) -> None:
+def test_one_pool_serves_many_calls(pg_url: str, pg_engine: sa.Engine) -> None:
     """A process per booking cost 0.3-0.5 s; the API keeps its connections."""
     with FollowUps(pg_url) as api:
         for i in range(40):
             api.schedule_post_event(f"u{i}", f"c{i}", "2026-11-14T18:00")
-        engine = sa.create_engine(normalize_database_url(pg_url))
-        with engine.connect() as conn:
+        with pg_engine.connect() as conn:
             ours = conn.execute(sa.text(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'followup'"
                 " AND datname = current_database()")).scalar_one()
-        engine.dispose()
     assert 1 <= ours <= 2

@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from followup_cli.settings import normalize_database_url
 from followup_cli.store import admission as store
 
 pytestmark = pytest.mark.postgres
@@ -39,13 +38,9 @@ row_strategy = st.fixed_dictionaries({
 
 
 @pytest.fixture
-def conn(pg_url: str) -> Iterator[sa.Connection]:
-    engine = sa.create_engine(normalize_database_url(pg_url))
-    try:
-        with engine.connect() as connection:
-            yield connection
-    finally:
-        engine.dispose()
+def conn(pg_engine: sa.Engine) -> Iterator[sa.Connection]:
+    with pg_engine.connect() as connection:
+        yield connection
 
 
 @settings(max_examples=150, deadline=None,

@@ -5,7 +5,6 @@ writer for the same user waits; the statement count does not grow with the users
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,19 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
 from followup_cli.db.schema import followup_user_guards as guards
-from followup_cli.settings import normalize_database_url
 from followup_cli.store import admission as store
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def engine(pg_url: str) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(normalize_database_url(pg_url))
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def blocked(engine: sa.Engine, user: str) -> bool:
@@ -47,70 +36,70 @@ def guard_rows(engine: sa.Engine) -> list[str]:
 
 
 @pytest.mark.parametrize("existing", [True, False], ids=["existing", "new"])
-def test_a_held_guard_makes_another_writer_wait(engine: sa.Engine, existing: bool) -> None:
+def test_a_held_guard_makes_another_writer_wait(pg_engine: sa.Engine, existing: bool) -> None:
     if existing:
-        with engine.begin() as conn:
+        with pg_engine.begin() as conn:
             conn.execute(sa.insert(guards), [{"user_id": "held"}])
-    with engine.connect() as conn, conn.begin():
+    with pg_engine.connect() as conn, conn.begin():
         store.lock_users(conn, ["held"])
-        assert blocked(engine, "held")
-        assert not blocked(engine, "someone-else")
-    assert not blocked(engine, "held")  # released at commit
-    assert guard_rows(engine) == ["held", "someone-else"]
+        assert blocked(pg_engine, "held")
+        assert not blocked(pg_engine, "someone-else")
+    assert not blocked(pg_engine, "held")  # released at commit
+    assert guard_rows(pg_engine) == ["held", "someone-else"]
 
 
-def test_an_existing_guard_is_locked_not_rewritten(engine: sa.Engine) -> None:
-    with engine.begin() as conn:
+def test_an_existing_guard_is_locked_not_rewritten(pg_engine: sa.Engine) -> None:
+    with pg_engine.begin() as conn:
         conn.execute(sa.insert(guards), [{"user_id": "kept"}])
         before = conn.exec_driver_sql(
             "SELECT xmin::text FROM followup_user_guards WHERE user_id = 'kept'").scalar_one()
-    with engine.begin() as conn:
+    with pg_engine.begin() as conn:
         store.lock_users(conn, ["kept"])
-    with engine.connect() as conn:
+    with pg_engine.connect() as conn:
         after = conn.exec_driver_sql(
             "SELECT xmin::text FROM followup_user_guards WHERE user_id = 'kept'").scalar_one()
     assert after == before  # the same row version: no dead tuple per booking
 
 
-def test_a_guard_deleted_meanwhile_is_inserted_again(engine: sa.Engine) -> None:
-    with engine.begin() as conn:
+def test_a_guard_deleted_meanwhile_is_inserted_again(pg_engine: sa.Engine) -> None:
+    with pg_engine.begin() as conn:
         conn.execute(sa.insert(guards), [{"user_id": "gone"}])
     done = threading.Event()
     errors: list[BaseException] = []
 
     def writer() -> None:
         try:
-            with engine.connect() as conn, conn.begin():
+            with pg_engine.connect() as conn, conn.begin():
                 store.lock_users(conn, ["gone"])
         except BaseException as exc:  # reported by the test, not lost in the thread
             errors.append(exc)
         finally:
             done.set()
 
-    with engine.connect() as forget, forget.begin():
+    with pg_engine.connect() as forget, forget.begin():
         forget.execute(sa.delete(guards).where(guards.c.user_id == "gone"))
         thread = threading.Thread(target=writer)
         thread.start()
         assert not done.wait(0.5)  # waits for the delete's transaction
     thread.join(10)
     assert done.is_set() and not errors
-    assert guard_rows(engine) == ["gone"]
+    assert guard_rows(pg_engine) == ["gone"]
 
 
-def test_a_bulk_lock_is_one_statement(engine: sa.Engine) -> None:
+def test_a_bulk_lock_is_one_statement(pg_engine: sa.Engine) -> None:
     sent: list[str] = []
 
     def record(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
         if "followup_user_guards" in statement:
             sent.append(statement)
 
-    with engine.begin() as conn:
+    with pg_engine.begin() as conn:
         conn.execute(sa.insert(guards), [{"user_id": f"u{i}"} for i in range(0, 300, 2)])
-    sa.event.listen(engine, "before_cursor_execute", record)
+    sa.event.listen(pg_engine, "before_cursor_execute", record)
     try:
-        with engine.begin() as conn:
+        with pg_engine.begin() as conn:
             store.lock_users(conn, [f"u{i}" for i in range(300)])
     finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
+        sa.event.remove(pg_engine, "before_cursor_execute", record)
     assert len(sent) == 1
-    assert len(guard_rows(engine)) == 300
+    assert len(guard_rows(pg_engine)) == 300

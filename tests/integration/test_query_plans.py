@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from followup_cli.settings import normalize_database_url
 from followup_cli.store.conversations import EMOTION_WINDOW, recent_scores_many_query
 from followup_cli.store.delivery import PG_CLAIM_PLAN, PG_CLAIM_STATEMENT
 from followup_cli.store.scanning import candidates_query
@@ -61,23 +60,16 @@ def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from nodes(child)
 
 
-@pytest.fixture
-def engine(pg_url: str) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(normalize_database_url(pg_url))
-    yield engine
-    engine.dispose()
-
-
 @pytest.mark.parametrize("statistics", [False, True])
-def test_the_claim_walks_the_due_index_and_never_sorts(engine: sa.Engine, statistics: bool
+def test_the_claim_walks_the_due_index_and_never_sorts(pg_engine: sa.Engine, statistics: bool
                                                        ) -> None:
     """Right after a bulk insert (no statistics) the planner sorted every due row for each
     claim of 1,000; the claim's plan settings make it walk the due index in order."""
-    with engine.begin() as conn:
+    with pg_engine.begin() as conn:
         conn.exec_driver_sql(DUE, {"at": NOW})
         if statistics:
             conn.exec_driver_sql("ANALYZE scheduled_followups")
-    with engine.begin() as conn:
+    with pg_engine.begin() as conn:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         cursor.execute(PG_CLAIM_PLAN)
         cursor.execute("EXPLAIN (FORMAT JSON) " + PG_CLAIM_STATEMENT,
@@ -93,18 +85,18 @@ def test_the_claim_walks_the_due_index_and_never_sorts(engine: sa.Engine, statis
 
 
 @pytest.mark.parametrize("statistics", [False, True])
-def test_the_scan_reads_only_the_users_own_messages(engine: sa.Engine, statistics: bool
+def test_the_scan_reads_only_the_users_own_messages(pg_engine: sa.Engine, statistics: bool
                                                     ) -> None:
     """The candidate query needs the activity index only: every user's own messages once,
     and one entry per candidate for their conversation; it read every message of every
     candidate (a sequential scan of all messages at a million users). With sequential scans
     off, the rows it reads from ai_messages show which it needs."""
-    with engine.begin() as conn:
+    with pg_engine.begin() as conn:
         conn.exec_driver_sql(MESSAGES, {"at": NOW})
         if statistics:
             conn.exec_driver_sql("ANALYZE ai_messages")
     query = candidates_query(NOW - timedelta(days=30))
-    with engine.begin() as conn:
+    with pg_engine.begin() as conn:
         compiled = query.compile(dialect=conn.dialect)
         conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
         [[doc]] = conn.exec_driver_sql(
@@ -118,20 +110,20 @@ def test_the_scan_reads_only_the_users_own_messages(engine: sa.Engine, statistic
 
 @pytest.mark.parametrize("statistics", [False, True])
 def test_template_choice_reads_five_scores_per_conversation_from_the_index(
-        engine: sa.Engine, statistics: bool) -> None:
+        pg_engine: sa.Engine, statistics: bool) -> None:
     """The newest five scores of each conversation (scan-inactive looks up thousands in one
     statement): a backward scan of ix_ai_messages_conversation_recent that stops at the
     fifth entry, nothing sorted and, on a vacuumed table, no heap fetched. On the index it
     replaced (conversation_id, created_at) every lookup fetched six rows and sorted them."""
-    with engine.begin() as conn:
+    with pg_engine.begin() as conn:
         conn.exec_driver_sql(SCORED, {"at": NOW})
-    with engine.connect() as conn:
+    with pg_engine.connect() as conn:
         conn.connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
         conn.exec_driver_sql("VACUUM ANALYZE ai_messages" if statistics
                              else "VACUUM ai_messages")
     ids = [f"sc{c}" for c in range(1, 301)]
     query = recent_scores_many_query("postgresql")
-    with engine.begin() as conn:
+    with pg_engine.begin() as conn:
         compiled = query.compile(dialect=conn.dialect)
         params = {**compiled.params, "ids": ids}
         [[doc]] = conn.exec_driver_sql(

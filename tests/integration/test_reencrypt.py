@@ -104,15 +104,14 @@ def test_without_a_key_it_refuses(make_ctx) -> None:
 
 
 @pytest.mark.postgres
-def test_a_locked_row_is_skipped_not_waited_for(pg_url: str) -> None:
+def test_a_locked_row_is_skipped_not_waited_for(pg_url: str, pg_engine: sa.Engine) -> None:
     ctx = Context(load_settings({"DATABASE_URL": pg_url, "FOLLOWUP_ENCRYPTION_KEY": KEY_A}))
     _seed(ctx, MessageCipher(), 5, "p")
-    engine = sa.create_engine(normalize_database_url(pg_url))
     held = threading.Event()
     release = threading.Event()
 
     def hold_one_row() -> None:  # another session, e.g. a pass writing back an outcome
-        with engine.begin() as conn:
+        with pg_engine.begin() as conn:
             conn.execute(sa.text(
                 "SELECT id FROM scheduled_followups WHERE id = 'p002' FOR UPDATE"))
             held.set()
@@ -136,5 +135,4 @@ def test_a_locked_row_is_skipped_not_waited_for(pg_url: str) -> None:
     again = reencrypt(ctx)  # the lock is gone: the rerun finishes the job
     assert again.rewritten == 1 and again.complete
     assert all(m.startswith(f"fernet:{KID_A}:") for m, _ in _stored(pg_url).values())
-    engine.dispose()
     ctx.close()
