@@ -1,7 +1,7 @@
 """Two installed copies of followup, interleaved in one run: the admission path's workloads.
 
     python -m bench.before_after OLD_FOLLOWUP NEW_FOLLOWUP [--runs 4] [--rows 100000]
-                                 [--users 300000]
+                                 [--users 300000] [--each-schema]
 
 OLD_FOLLOWUP and NEW_FOLLOWUP are `followup` executables of two installs (for example
 `/tmp/old/bin/followup`, from `pip install` of an older checkout into its own venv). Each
@@ -10,7 +10,9 @@ runs `schedule import` of --rows JSON Lines rows and `scan-inactive` over --user
 run, alternating which copy goes first; it prints medians, min-max, and old/new ratios
 taken run by run. Every run's result is checked: all rows scheduled, one re-engagement
 per inactive user. Databases are `followup_bench_*`, dropped at the end. NEW migrates
-them, so both copies must work on NEW's schema.
+them, so both copies must work on NEW's schema; with --each-schema each copy runs on
+databases its own `db upgrade` made (the messages are seeded once under OLD's schema, then
+a clone is upgraded by NEW), so what a new migration changes, an index say, is measured too.
 
 The copies are started from `/`: `python -m followup_cli` started in a checkout imports
 the checkout's package, whatever is installed, and a before/after run would then measure the
@@ -76,6 +78,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=300_000)
+    parser.add_argument("--each-schema", action="store_true",
+                        help="each copy on databases its own `db upgrade` migrated")
     args = parser.parse_args()
     server = Server(os.environ.get("FOLLOWUP_BENCH_POSTGRES_URL", ADMIN_URL))
     copies = {"old": args.old, "new": args.new}
@@ -83,9 +87,19 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             rows = Path(tmp) / "rows.jsonl"
             write_rows(rows, args.rows)
-            empty = migrated(server, "ba_empty", args.new)
-            people = migrated(server, "ba_scan", args.new)
-            seed_scan(server, people, args.users)
+            empty = {"new": migrated(server, "ba_empty", args.new)}
+            people = {"new": migrated(server, "ba_scan",
+                                      args.old if args.each_schema else args.new)}
+            seed_scan(server, people["new"], args.users)
+            if args.each_schema:
+                empty["old"] = migrated(server, "ba_empty_old", args.old)
+                people["old"] = people["new"]
+                people["new"] = server.create("ba_scan_new", template=people["old"],
+                                              file_copy=True)
+                subprocess.run([args.new, "db", "upgrade"], check=True, capture_output=True,
+                               env=env_for(server, people["new"]), cwd="/")
+            else:
+                empty["old"], people["old"] = empty["new"], people["new"]
 
             def imported(db: str) -> None:
                 [(n,)] = query(server, db, "SELECT count(*) FROM scheduled_followups "
@@ -102,7 +116,8 @@ def main() -> None:
                                          f"users, expected {inactive(args.users, days)}")
                 return check
 
-            cases: dict[str, tuple[str, list[str], Callable[[str], None], dict[str, str]]] = {
+            cases: dict[str, tuple[dict[str, str], list[str], Callable[[str], None],
+                                   dict[str, str]]] = {
                 f"schedule import, {args.rows:,} rows":
                     (empty, ["schedule", "import", str(rows), "--json"], imported, {}),
                 f"scan-inactive, {args.users:,} users, 10 %":
@@ -114,9 +129,10 @@ def main() -> None:
             }
             seconds: dict[tuple[str, str], list[float]] = {}
             for i in range(args.runs):
-                for case, (template, argv, check, extra) in cases.items():
+                for case, (templates, argv, check, extra) in cases.items():
                     for which in (("old", "new") if i % 2 == 0 else ("new", "old")):
-                        s = timed(server, template, copies[which], argv, check, **extra)
+                        s = timed(server, templates[which], copies[which], argv, check,
+                                  **extra)
                         seconds.setdefault((case, which), []).append(s)
                         print(f"  {case}, {which}, run {i + 1}: {s:.2f} s", file=sys.stderr)
             for case in cases:
