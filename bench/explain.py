@@ -52,7 +52,7 @@ def migrated(server: Server, label: str, followup: str = FOLLOWUP) -> str:
     """A new database, migrated by `followup` (this environment's, unless given)."""
     db = server.create(label)
     subprocess.run([followup, "db", "upgrade"], env=env_for(server, db), check=True,
-                   capture_output=True)
+                   capture_output=True, cwd="/")
     return db
 
 

@@ -18,6 +18,9 @@ them, and this step then only drops the old index:
     CREATE INDEX CONCURRENTLY ix_ai_messages_conversation_recent ON ai_messages
         (conversation_id, created_at, id, emotion_score) WHERE emotion_score IS NOT NULL;
 
+An index of that name that is INVALID (a CONCURRENTLY build that failed or was cancelled)
+or not this definition is dropped and built again by this step.
+
 Revision ID: 0005_recent_scores_index
 Revises: 0004_index_diet
 Create Date: 2026-11-29
@@ -37,10 +40,28 @@ depends_on = None
 oldest_compatible_release = "0.1.0"
 
 SCORED = "emotion_score IS NOT NULL"
+NAME = "ix_ai_messages_conversation_recent"
+# How PostgreSQL prints the index this step builds (pg_get_indexdef), after "ON <table> ".
+DEFINITION = "USING btree (conversation_id, created_at, id, emotion_score) WHERE (" + SCORED + ")"
+
+
+def _drop_unusable_prebuilt() -> None:
+    """An index of this name built beforehand is kept only if it is valid and the one this
+    step would build: a CONCURRENTLY build that failed or was cancelled leaves an INVALID
+    index the planner never uses, which IF NOT EXISTS alone would keep."""
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
+        return
+    found = bind.execute(sa.text(
+        "SELECT i.indisvalid, pg_get_indexdef(i.indexrelid) FROM pg_index i"
+        " WHERE i.indexrelid = to_regclass(:name)"), {"name": NAME}).first()
+    if found is not None and not (found[0] and str(found[1]).endswith(DEFINITION)):
+        op.drop_index(NAME, table_name="ai_messages")
 
 
 def upgrade() -> None:
-    op.create_index("ix_ai_messages_conversation_recent", "ai_messages",
+    _drop_unusable_prebuilt()
+    op.create_index(NAME, "ai_messages",
                     ["conversation_id", "created_at", "id", "emotion_score"],
                     postgresql_where=sa.text(SCORED), sqlite_where=sa.text(SCORED),
                     if_not_exists=True)
@@ -51,4 +72,4 @@ def downgrade() -> None:
     op.create_index("ix_ai_messages_conversation_scored", "ai_messages",
                     ["conversation_id", "created_at"],
                     postgresql_where=sa.text(SCORED), sqlite_where=sa.text(SCORED))
-    op.drop_index("ix_ai_messages_conversation_recent", table_name="ai_messages")
+    op.drop_index(NAME, table_name="ai_messages")

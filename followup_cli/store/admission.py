@@ -380,12 +380,19 @@ def _converter(table: str, column: str) -> Callable[[Any], str]:
     return _as_text
 
 
+class RowSourceFailed(RuntimeError):
+    """What the driver sees when the rows behind a COPY raise: psycopg2 sends the text of
+    the exception its read raised to the server, which logs it, and a row's error may quote
+    the row. The caller gets the original (`_CopySource.error`)."""
+
+
 class _CopySource:
     """The file COPY reads from: rows are taken and formatted only when the driver asks for
     the next piece, so the server parses and stores the first rows while the next are still
     being rendered (two processes at work instead of one after the other), and no chunk is
-    held as text in full. An exception raised by the rows is kept: the driver only reports
-    that its read failed."""
+    held as text in full. The COPY, and so the session's statement timeout, spans the
+    rendering of its rows (about a second for the scan's 20,000 here). An exception raised
+    by the rows is kept for the caller; the driver sees only RowSourceFailed."""
 
     def __init__(self, lines: Iterator[str]) -> None:
         self.lines = lines
@@ -404,7 +411,7 @@ class _CopySource:
                     break
         except BaseException as error:
             self.error = error
-            raise
+            raise RowSourceFailed("the rows of this COPY could not be read") from None
         self.count += len(piece)
         return "".join(piece)
 

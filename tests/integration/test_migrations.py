@@ -9,6 +9,7 @@ that every such change is now seen.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -296,30 +297,70 @@ def test_sqlite_file_is_created_and_migrated_on_first_use(tmp_path) -> None:
         db.dispose()
 
 
-@pytest.mark.postgres
-def test_recent_scores_index_built_beforehand_is_kept(pg_url: str) -> None:
-    """Migration 0005's docstring tells an operator with a large ai_messages how to build
-    the new index CONCURRENTLY before upgrading; the step then only drops the old one and
-    the schema is the declared one."""
+RECENT = "ix_ai_messages_conversation_recent"
+
+
+def _index_oid(conn: sa.Connection) -> tuple[int, bool] | None:
+    row = conn.execute(sa.text(
+        "SELECT i.indexrelid::int, i.indisvalid FROM pg_index i"
+        " WHERE i.indexrelid = to_regclass(:name)"), {"name": RECENT}).first()
+    return None if row is None else (int(row[0]), bool(row[1]))
+
+
+def _upgrade_with_prebuilt(pg_url: str, *prepare: str) -> tuple[tuple[int, bool] | None,
+                                                                tuple[int, bool] | None]:
+    """Down to 0004, run `prepare` outside a transaction (as an operator's psql would), up
+    to the head; the new index (oid, valid) before and after, and the catalog checked
+    against the declared schema."""
     from alembic import command
 
-    doc = (Path(script_location()) / "versions" / "0005_recent_scores_index.py").read_text()
-    start = doc.index("CREATE INDEX CONCURRENTLY")
-    statement = " ".join(doc[start:doc.index(";", start)].split())
     before = migrated_catalog(pg_url)
     db = Database(normalize_database_url(pg_url))
     try:
         command.downgrade(alembic_config(db), "0004_index_diet")
         with db.engine.connect() as conn:
-            conn.connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
-            conn.exec_driver_sql(statement)
+            auto = conn.execution_options(isolation_level="AUTOCOMMIT")
+            for statement in prepare:
+                with contextlib.suppress(sa.exc.DBAPIError):
+                    auto.exec_driver_sql(statement)
+            prebuilt = _index_oid(auto)
         upgrade(db)
         with db.engine.connect() as conn:
             assert differences(snapshot(conn), before) == []
             names = conn.execute(sa.text(
                 "SELECT indexname FROM pg_indexes WHERE tablename = 'ai_messages'"
                 " ORDER BY 1")).scalars().all()
-        assert names == ["ai_messages_pkey", "ix_ai_messages_conversation_recent",
-                         "ix_ai_messages_user_activity"]
+            after = _index_oid(conn)
+        assert names == ["ai_messages_pkey", RECENT, "ix_ai_messages_user_activity"]
+        return prebuilt, after
     finally:
         db.dispose()
+
+
+@pytest.mark.postgres
+def test_recent_scores_index_built_beforehand_is_kept(pg_url: str) -> None:
+    """Migration 0005's docstring tells an operator with a large ai_messages how to build
+    the new index CONCURRENTLY before upgrading; the step then keeps that very index (the
+    same relation) and only drops the old one."""
+    doc = (Path(script_location()) / "versions" / "0005_recent_scores_index.py").read_text()
+    start = doc.index("CREATE INDEX CONCURRENTLY")
+    statement = " ".join(doc[start:doc.index(";", start)].split())
+    prebuilt, after = _upgrade_with_prebuilt(pg_url, statement)
+    assert prebuilt is not None and prebuilt[1]
+    assert after == prebuilt
+
+
+@pytest.mark.postgres
+def test_an_invalid_or_different_prebuilt_index_is_built_again(pg_url: str) -> None:
+    """A CONCURRENTLY build that fails leaves an INVALID index of the name, which the
+    planner never uses; here it is also the wrong definition. The step replaces it."""
+    failing = (f"CREATE UNIQUE INDEX CONCURRENTLY {RECENT} ON ai_messages (conversation_id)"
+               " WHERE emotion_score IS NOT NULL")
+    prebuilt, after = _upgrade_with_prebuilt(
+        pg_url,
+        "INSERT INTO ai_conversations (id, user_id) VALUES ('c-dup', 'u-dup')",
+        "INSERT INTO ai_messages (id, conversation_id, user_id, role, emotion_score)"
+        " VALUES ('m1', 'c-dup', 'u-dup', 'user', 0.5), ('m2', 'c-dup', 'u-dup', 'user', 0.7)",
+        failing)  # fails on the two scored messages of c-dup
+    assert prebuilt is not None and not prebuilt[1]  # INVALID, as operators would find it
+    assert after is not None and after[1] and after[0] != prebuilt[0]

@@ -118,9 +118,8 @@ def test_template_choice_reads_five_scores_per_conversation_from_the_index(
     with pg_engine.begin() as conn:
         conn.exec_driver_sql(SCORED, {"at": NOW})
     with pg_engine.connect() as conn:
-        conn.connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
-        conn.exec_driver_sql("VACUUM ANALYZE ai_messages" if statistics
-                             else "VACUUM ai_messages")
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+            "VACUUM ANALYZE ai_messages" if statistics else "VACUUM ai_messages")
     ids = [f"sc{c}" for c in range(1, 301)]
     query = recent_scores_many_query("postgresql")
     with pg_engine.begin() as conn:
