@@ -34,7 +34,7 @@ from pathlib import Path
 
 from bench.explain import env_for, migrated
 from bench.pgdb import ADMIN_URL, Server, query
-from bench.scenarios.scan import SEED, inactive
+from bench.scenarios.scan import inactive, load
 
 EVENT = "2026-11-14T18:00:00+00:00"
 
@@ -45,19 +45,6 @@ def write_rows(path: Path, n: int) -> None:
             out.write(json.dumps({"type": "post_event", "user_id": f"iu{i}",
                                   "conversation_id": f"ic{i}", "event_date": EVENT,
                                   "booking_id": f"B-{i}"}) + "\n")
-
-
-def seed_scan(server: Server, db: str, users: int) -> None:
-    conn = server.connect(db, autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET session_replication_role = replica")
-            cur.execute("BEGIN")
-            cur.execute(SEED, {"users": users, "per_user": 10})
-            cur.execute("COMMIT")
-            cur.execute("VACUUM (ANALYZE) ai_conversations, ai_messages")
-    finally:
-        conn.close()
 
 
 def timed(server: Server, template: str, followup: str, args: list[str],
@@ -90,7 +77,7 @@ def main() -> None:
             empty = {"new": migrated(server, "ba_empty", args.new)}
             people = {"new": migrated(server, "ba_scan",
                                       args.old if args.each_schema else args.new)}
-            seed_scan(server, people["new"], args.users)
+            load(server, people["new"], args.users, per_user=10)
             if args.each_schema:
                 empty["old"] = migrated(server, "ba_empty_old", args.old)
                 people["old"] = people["new"]

@@ -41,8 +41,9 @@ oldest_compatible_release = "0.1.0"
 
 SCORED = "emotion_score IS NOT NULL"
 NAME = "ix_ai_messages_conversation_recent"
+COLUMNS = ("conversation_id", "created_at", "id", "emotion_score")
 # How PostgreSQL prints the index this step builds (pg_get_indexdef), after "ON <table> ".
-DEFINITION = "USING btree (conversation_id, created_at, id, emotion_score) WHERE (" + SCORED + ")"
+DEFINITION = f"USING btree ({', '.join(COLUMNS)}) WHERE ({SCORED})"
 
 
 def _drop_unusable_prebuilt() -> None:
@@ -61,10 +62,8 @@ def _drop_unusable_prebuilt() -> None:
 
 def upgrade() -> None:
     _drop_unusable_prebuilt()
-    op.create_index(NAME, "ai_messages",
-                    ["conversation_id", "created_at", "id", "emotion_score"],
-                    postgresql_where=sa.text(SCORED), sqlite_where=sa.text(SCORED),
-                    if_not_exists=True)
+    op.create_index(NAME, "ai_messages", list(COLUMNS), postgresql_where=sa.text(SCORED),
+                    sqlite_where=sa.text(SCORED), if_not_exists=True)
     op.drop_index("ix_ai_messages_conversation_scored", table_name="ai_messages")
 
 

@@ -49,6 +49,12 @@ def seed(ctx: Context) -> tuple[str, float, int]:
     name = server.create("scantpl")
     ctx.followup_run(name, "db", "upgrade")
     start = time.perf_counter()
+    load(server, name, ctx.sizes.scan_users, ctx.sizes.scan_messages_per_user)
+    return name, time.perf_counter() - start, server.size(name)
+
+
+def load(server: Server, name: str, users: int, per_user: int) -> None:
+    """Seed a migrated database's conversation memory (SEED), then VACUUM ANALYZE it."""
     conn = server.connect(name, autocommit=True)
     try:
         with conn.cursor() as cur:
@@ -64,15 +70,13 @@ def seed(ctx: Context) -> tuple[str, float, int]:
             for index, _ in indexes:
                 cur.execute(f'DROP INDEX "{index}"')
             cur.execute("BEGIN")
-            cur.execute(SEED, {"users": ctx.sizes.scan_users,
-                               "per_user": ctx.sizes.scan_messages_per_user})
+            cur.execute(SEED, {"users": users, "per_user": per_user})
             cur.execute("COMMIT")
             for _, definition in indexes:
                 cur.execute(definition)
             cur.execute("VACUUM (ANALYZE) ai_conversations, ai_messages")
     finally:
         conn.close()
-    return name, time.perf_counter() - start, server.size(name)
 
 
 def one(ctx: Context, template: str, days: int) -> tuple[float, float]:
