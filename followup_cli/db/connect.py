@@ -115,8 +115,32 @@ def pg_connect_params(url: str, *, environ: Mapping[str, str] | None = None,
 
 
 def pg_dsn(url: str) -> str:
-    """The libpq form of a normalized URL (`postgresql+psycopg2://` → `postgresql://`)."""
+    """The URL as libpq reads it (the SQLAlchemy driver suffix dropped)."""
     return re.sub(r"^postgresql\+\w+://", "postgresql://", url)
+
+
+# A URL whose every part is made of characters libpq's URI parser and SQLAlchemy's URL
+# parser read alike (unreserved ones and %-escapes; no query `host` or `port`, which
+# SQLAlchemy turns into multi-host lists). Only such a URL is given to libpq directly by
+# the raw paths (the idle probe, a booking, health): anything else, an unescaped `?`, `#`,
+# `/` or `@` in a password for one, goes through SQLAlchemy, so that it is read one way
+# only and its errors are worded (and masked) the same everywhere.
+_PART = r"(?:[A-Za-z0-9._~-]|%(?!00)[0-9A-Fa-f]{2})"
+_PLAIN_PG_URL = re.compile(
+    rf"postgresql(?:\+psycopg2)?://"
+    rf"(?:{_PART}+(?::{_PART}*)?@)?"
+    rf"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])?(?::[0-9]+)?"
+    rf"(?:/{_PART}*)?"
+    rf"(?:\?{_PART}+={_PART}*(?:&{_PART}+={_PART}*)*)?")
+
+
+def pg_plain_dsn(url: str) -> str | None:
+    """`pg_dsn(url)` when libpq reads it as SQLAlchemy does, else None (see _PLAIN_PG_URL)."""
+    if _PLAIN_PG_URL.fullmatch(url) is None:
+        return None
+    if {"host", "port"} & url_parameters(url).keys():
+        return None
+    return pg_dsn(url)
 
 
 # --- SQLite -------------------------------------------------------------------------------

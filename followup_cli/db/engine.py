@@ -1,4 +1,8 @@
-"""Engines and transactions, with driver errors translated into our own at this boundary."""
+"""Engines and transactions, with driver errors translated into our own at this boundary.
+
+SQLAlchemy is imported when an engine is first needed, not with this module: a booking on
+PostgreSQL runs its statements on the raw driver (`Database.statements`, db/raw.py) and
+never loads it."""
 
 from __future__ import annotations
 
@@ -8,9 +12,6 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-
-import sqlalchemy as sa
-from sqlalchemy import event, exc
 
 from followup_cli.db import SQLITE_BUSY_TIMEOUT_MS, guide_rows
 from followup_cli.db.compat import RECORD_QUERY, Record, SchemaState, assess
@@ -24,7 +25,12 @@ from followup_cli.db.driver_errors import classify
 from followup_cli.errors import FollowupError, SchemaError
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy import exc
+
+    from followup_cli.db.raw import RawPool
     from followup_cli.settings import Settings
+    from followup_cli.store.executor import Sql
 
 log = logging.getLogger("followup.db")
 
@@ -55,6 +61,7 @@ class Database:
         self._schema_checked = False
         self._clock_offset: timedelta | None = None
         self._spare: Any = None  # see adopt()
+        self._raw: RawPool | None = None  # see statements()
 
     @classmethod
     def from_settings(cls, settings: Settings, *, create: bool = True) -> Database:
@@ -71,6 +78,9 @@ class Database:
         return self._engine
 
     def _create_engine(self) -> sa.Engine:
+        import sqlalchemy as sa
+        from sqlalchemy import event
+
         if self.dialect == "postgresql":
             pg = sa.create_engine(
                 self.url,
@@ -124,10 +134,53 @@ class Database:
 
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
+        from sqlalchemy import exc
+
         try:
             yield
         except exc.SQLAlchemyError as error:
             raise translate(error, self.url) from error
+
+    @contextlib.contextmanager
+    def statements(self, *, readonly: bool = False) -> Iterator[Sql]:
+        """A transaction for the store's named statements (store/executor.py), committed on
+        success, every driver error translated. On PostgreSQL they run on the raw driver
+        and SQLAlchemy is never imported for them (a cold booking's largest cost); on
+        SQLite, inside an ordinary transaction (which also completes rows another program
+        wrote, and migrates the embedded database), as on PostgreSQL at a URL that libpq
+        would not read as SQLAlchemy does (`readonly`: SQLite begins DEFERRED)."""
+        if not self._raw_usable():
+            from followup_cli.store.executor import of
+
+            with self.transaction(readonly=readonly) as conn:
+                yield of(conn)
+            return
+        if self._raw is None:
+            from followup_cli.db.raw import RawPool
+
+            self._raw = RawPool(self.url)
+        with self._raw.transaction(self._ensure_schema_raw) as sql:
+            yield sql
+
+    def _raw_usable(self) -> bool:
+        from followup_cli.db.connect import pg_plain_dsn
+
+        return self.is_postgres and pg_plain_dsn(self.url) is not None
+
+    def _ensure_schema_raw(self, sql: Sql) -> None:
+        """ensure_schema's verdict, read on the raw connection; anything but a usable
+        schema goes to ensure_schema itself (which refuses, or migrates)."""
+        if self._schema_checked:
+            return
+        from followup_cli.db.raw import schema_state
+
+        state = schema_state(sql)
+        if not state.usable:
+            self.ensure_schema()
+            return
+        if state.newer:
+            log.info("%s", state.problem(self.url))
+        self._schema_checked = True
 
     @contextlib.contextmanager
     def transaction(self, *, readonly: bool = False) -> Iterator[sa.Connection]:
@@ -162,6 +215,8 @@ class Database:
     def schema_state(self) -> SchemaState:
         """What this followup makes of the database's revision: one query on the hot path
         (two when the revision is newer than this followup knows)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
         try:
             with self.engine.connect() as conn:
                 conn = conn.execution_options(sqlite_begin="DEFERRED")
@@ -172,7 +227,7 @@ class Database:
                         return self._record(conn, rev)
 
                     return assess(revision, lookup)
-        except exc.SQLAlchemyError as error:
+        except SQLAlchemyError as error:
             raise translate(error, self.url) from error
 
     def current_revision(self) -> str | None:
@@ -180,6 +235,8 @@ class Database:
         return self.schema_state().revision
 
     def _revision(self, conn: sa.Connection) -> str | None:
+        import sqlalchemy as sa
+
         if not self._has_table(conn, "alembic_version"):
             return None
         row = conn.execute(sa.text("SELECT version_num FROM alembic_version")).first()
@@ -200,6 +257,10 @@ class Database:
             if not self.is_postgres:
                 self._clock_offset = timedelta(0)
                 return self._clock_offset
+            if self._engine is None and self._spare is None and self._raw_usable():
+                return self._raw_clock_offset()
+            from sqlalchemy import exc
+
             try:
                 with self.engine.connect() as conn:
                     before = time.time()
@@ -212,7 +273,29 @@ class Database:
             self._clock_offset = db_now - datetime.fromtimestamp((before + after) / 2, UTC)
         return self._clock_offset
 
+    def _raw_clock_offset(self) -> timedelta:
+        """clock_offset on a raw connection (kept for the transaction that follows), in a
+        process that has not needed SQLAlchemy so far."""
+        from followup_cli.db.raw import RawPool
+
+        if self._raw is None:
+            self._raw = RawPool(self.url)
+        try:
+            with self._raw.connection() as conn:
+                cursor = conn.cursor()
+                before = time.time()
+                cursor.execute("SELECT clock_timestamp()")
+                db_now: datetime = cursor.fetchone()[0]
+                after = time.time()
+                cursor.close()
+        except Exception:
+            return timedelta(0)  # as below: the operation's own statement reports it
+        self._clock_offset = db_now - datetime.fromtimestamp((before + after) / 2, UTC)
+        return self._clock_offset
+
     def _record(self, conn: sa.Connection, revision: str) -> Record | None:
+        import sqlalchemy as sa
+
         if not self._has_table(conn, "followup_schema_versions"):
             return None
         row = conn.execute(sa.text(RECORD_QUERY.format(p=":r")), {"r": revision}).first()
@@ -221,6 +304,8 @@ class Database:
     def _has_table(self, conn: sa.Connection, name: str) -> bool:
         # A catalog lookup, not a failing SELECT: on PostgreSQL a failed statement would
         # abort the transaction this check shares.
+        import sqlalchemy as sa
+
         if self.is_postgres:
             query = "SELECT to_regclass(:name) IS NOT NULL"
         else:
@@ -229,6 +314,9 @@ class Database:
         return bool(conn.execute(sa.text(query), {"name": name}).scalar())
 
     def dispose(self) -> None:
+        if self._raw is not None:
+            self._raw.dispose()
+            self._raw = None
         if self._spare is not None:  # handed over but never used
             self._spare.close()
             self._spare = None

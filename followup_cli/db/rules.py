@@ -25,15 +25,43 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 
-PENDING, PROCESSING, EXECUTED, FAILED, CANCELLED = (
-    "pending", "processing", "executed", "failed", "cancelled")
-STATUSES = (PENDING, PROCESSING, EXECUTED, FAILED, CANCELLED)
-POST_EVENT, REENGAGEMENT = "post_event", "reengagement"
-TRIGGER_TYPES = (POST_EVENT, REENGAGEMENT)
-
-LIVE = (PENDING, PROCESSING)
-DUPLICATE_WINDOW = timedelta(days=1)
-ACTIVITY_ROLE = "user"
+# The rules' vocabulary, re-exported: callers that build SQL name it from here.
+from followup_cli.db.states import (
+    ACTIVITY_ROLE as ACTIVITY_ROLE,
+)
+from followup_cli.db.states import (
+    CANCELLED as CANCELLED,
+)
+from followup_cli.db.states import (
+    DUPLICATE_WINDOW as DUPLICATE_WINDOW,
+)
+from followup_cli.db.states import (
+    EXECUTED as EXECUTED,
+)
+from followup_cli.db.states import (
+    FAILED as FAILED,
+)
+from followup_cli.db.states import (
+    LIVE as LIVE,
+)
+from followup_cli.db.states import (
+    PENDING as PENDING,
+)
+from followup_cli.db.states import (
+    POST_EVENT as POST_EVENT,
+)
+from followup_cli.db.states import (
+    PROCESSING as PROCESSING,
+)
+from followup_cli.db.states import (
+    REENGAGEMENT as REENGAGEMENT,
+)
+from followup_cli.db.states import (
+    STATUSES as STATUSES,
+)
+from followup_cli.db.states import (
+    TRIGGER_TYPES as TRIGGER_TYPES,
+)
 
 Table = Any  # an sa.Table or an alias of one: anything with `.c`
 
@@ -118,7 +146,7 @@ def closes_period(t: Table, user_id: Any, last_activity: Any) -> sa.ColumnElemen
     )
 
 
-def at_cap(live_count: Any, cap: int) -> sa.ColumnElement[bool]:
+def at_cap(live_count: Any, cap: Any) -> sa.ColumnElement[bool]:
     """The per-user cap (FOLLOWUP_MAX_PENDING_PER_USER) is reached."""
     reached: sa.ColumnElement[bool] = live_count >= cap
     return reached

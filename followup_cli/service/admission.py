@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
-
 from followup_cli.store import admission as store
+from followup_cli.store.executor import Sql, of
 
 ADMITTED, DUPLICATE, AT_CAP, ACTIVE, OVER_LIMIT = (
     store.ADMITTED, store.DUPLICATE, store.AT_CAP, store.ACTIVE, store.OVER_LIMIT)
@@ -61,12 +60,14 @@ class Admission:
     """One admission, inside the caller's transaction: `add` rows (in as many chunks as
     needed), then `admit` once."""
 
-    def __init__(self, conn: sa.Connection, *, cap: int, seal: Seal | None = None) -> None:
-        self.conn = conn
+    def __init__(self, conn: Any, *, cap: int, seal: Seal | None = None) -> None:
+        # A SQLAlchemy Connection or an executor.Sql: the statements run on its DB-API
+        # connection, in its transaction, either way.
+        self.conn: Sql = of(conn)
         self.cap = cap
         self.seal = seal
         self.staged = 0
-        store.open_stage(conn)
+        store.open_stage(self.conn)
 
     def add(self, rows: Iterable[dict[str, Any]]) -> None:
         """Stage rendered rows: scheduled_followups columns plus `seq` (the order in which

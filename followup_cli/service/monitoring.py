@@ -22,12 +22,12 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from followup_cli.db.schema import FAILED, PENDING
+from followup_cli.db.states import FAILED, PENDING
 from followup_cli.errors import FollowupError, InputError
 from followup_cli.redact import sender_display
 from followup_cli.service.context import Context
 from followup_cli.settings import Settings
-from followup_cli.store import monitoring
+from followup_cli.store import health
 from followup_cli.timeutil import iso, local_day_bounds
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ def verdict(enabled: bool, alerts: list[Alert]) -> str:
 def check_health(ctx: Context) -> HealthReport:
     """The guide's health check and its alerts, in one read-only transaction."""
     now = ctx.now()
-    with ctx.db.transaction(readonly=True) as conn:
+    with ctx.db.statements(readonly=True) as conn:
         report = read_health(conn, ctx.settings, now)
     log.info("health %s: pending=%s executed_today=%s firing=%s", report.status,
              report.pending_jobs, report.executed_today,
@@ -147,19 +147,19 @@ def _age(now: datetime, then: datetime | None, unit: timedelta) -> float | None:
     return None if then is None else round(max(0.0, (now - then) / unit), 3)
 
 
-def read_health(conn: sa.Connection, settings: Settings, now: datetime) -> HealthReport:
+def read_health(conn: Any, settings: Settings, now: datetime) -> HealthReport:
     """Health from an open (read-only) transaction: `check_health` and `serve` share it."""
     limits = settings.alerts
     day_start, day_end = local_day_bounds(now, settings.timezone)
-    pending = monitoring.count_by_status(conn, PENDING)
-    executed_today = monitoring.count_executed_between(conn, day_start, day_end)
-    failures = monitoring.count_failed_since(conn, now - WINDOW)
-    executed_recent, delay_s = monitoring.delay_since(conn, now - WINDOW)
-    overdue = monitoring.count_overdue(conn, now - WINDOW)
-    last_due = monitoring.last_run(conn, RUN_DUE, exclude=DEAD_RUN)
-    last_scan = monitoring.last_run(conn, SCAN_INACTIVE)
-    last_scan_ok = monitoring.last_run(conn, SCAN_INACTIVE, statuses=("ok",))
-    first_due_at = None if last_scan_ok else monitoring.first_finished_at(conn, RUN_DUE)
+    pending = health.count_by_status(conn, PENDING)
+    executed_today = health.count_executed_between(conn, day_start, day_end)
+    failures = health.count_failed_since(conn, now - WINDOW)
+    executed_recent, delay_s = health.delay_since(conn, now - WINDOW)
+    overdue = health.count_overdue(conn, now - WINDOW)
+    last_due = health.last_run(conn, RUN_DUE, exclude=DEAD_RUN)
+    last_scan = health.last_run(conn, SCAN_INACTIVE)
+    last_scan_ok = health.last_run(conn, SCAN_INACTIVE, statuses=("ok",))
+    first_due_at = None if last_scan_ok else health.first_finished_at(conn, RUN_DUE)
 
     last_at: datetime | None = None if last_due is None else last_due["finished_at"]
     age_min = _age(now, last_at, timedelta(minutes=1))
@@ -310,14 +310,16 @@ def collect_stats(ctx: Context, days: int = 7) -> StatsResult:
 def read_stats(conn: sa.Connection, settings: Settings, now: datetime, days: int
                ) -> StatsResult:
     """Stats from an open (read-only) transaction."""
+    from followup_cli.store import monitoring  # SQLAlchemy Core: `health` does without
+
     check_days(days)
     calendar = local_days(now, settings.timezone, RATE_DAYS)
-    pending = monitoring.count_by_status(conn, PENDING)
-    failed = monitoring.count_by_status(conn, FAILED)
+    pending = health.count_by_status(conn, PENDING)
+    failed = health.count_by_status(conn, FAILED)
     per_day = monitoring.executed_per_bucket(conn, [(s, e) for _, s, e in calendar])
     failures = monitoring.recent_failures(conn, RECENT_FAILURES)
     templates = monitoring.template_counts(conn, now - timedelta(days=days))
-    last = monitoring.last_run(conn, RUN_DUE, exclude=DEAD_RUN)
+    last = health.last_run(conn, RUN_DUE, exclude=DEAD_RUN)
     rate = []
     for i, (day, _, _) in enumerate(calendar):
         agg = per_day.get(i)

@@ -9,9 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
-from followup_cli.db.schema import (
+from followup_cli.db.states import (
     CANCELLED,
     EXECUTED,
     FAILED,
@@ -25,7 +23,9 @@ from followup_cli.service.admission import AT_CAP, DUPLICATE, Admission
 from followup_cli.service.context import Context
 from followup_cli.service.outcomes import IdOutcome, IdOutcomes
 from followup_cli.service.requests import PostEventRequest, ReengagementRequest, require_id
-from followup_cli.store import conversations, followups
+from followup_cli.store import admission as admission_store
+from followup_cli.store import conversations
+from followup_cli.store.executor import Sql
 from followup_cli.templates import TemplateSet, choose_template, emotion_mean
 from followup_cli.timeutil import after_elapsed, human_date, iso, whole_days
 
@@ -151,7 +151,7 @@ def days_inactive(ctx: Context, given: int | None, last_activity: datetime | Non
     return whole_days(last_activity, now)
 
 
-def admit_one(ctx: Context, conn: sa.Connection, draft: Draft) -> ScheduleResult:
+def admit_one(ctx: Context, conn: Sql | Any, draft: Draft) -> ScheduleResult:
     """Admit one rendered follow-up (an admission of one row): scheduled, a duplicate of
     the follow-up it reports, or refused by the cap (RuleViolation, nothing written)."""
     row = draft.row
@@ -166,7 +166,7 @@ def admit_one(ctx: Context, conn: sa.Connection, draft: Draft) -> ScheduleResult
             "(FOLLOWUP_MAX_PENDING_PER_USER): nothing scheduled")
     if summary.count(DUPLICATE):
         [dup] = admission.decided(DUPLICATE)
-        existing = followups.get(conn, dup["existing_id"]) or {}
+        existing = admission_store.existing(conn, dup["existing_id"]) or {}
         log.info("duplicate %s follow-up: %s", trigger_type, dup["existing_id"])
         return ScheduleResult("duplicate", dup["existing_id"], row["user_id"], trigger_type,
                               existing.get("scheduled_at", row["scheduled_at"]),
@@ -182,7 +182,7 @@ def schedule_post_event(ctx: Context, req: PostEventRequest) -> ScheduleResult:
     """Schedule one post-event follow-up, or report the pending one it duplicates."""
     templates = ctx.templates
     now = ctx.now()
-    with ctx.db.transaction() as conn:
+    with ctx.db.statements() as conn:
         draft = render_post_event(ctx, templates, req,
                                   conversations.recent_scores(conn, req.conversation_id), now)
         return admit_one(ctx, conn, draft)
@@ -193,7 +193,7 @@ def schedule_reengagement(ctx: Context, req: ReengagementRequest) -> ScheduleRes
     one (then report that one as the duplicate)."""
     templates = ctx.templates
     now = ctx.now()
-    with ctx.db.transaction() as conn:
+    with ctx.db.statements() as conn:
         last_active = conversations.last_activity(conn, req.user_id)
         conversation_id = req.conversation_id or conversations.latest_conversation(
             conn, req.user_id) or ""
@@ -223,6 +223,8 @@ def cancel_ids(ctx: Context, ids: list[str]) -> CancelResult:
     """Cancel pending follow-ups by id; each id gets its own outcome and exit code."""
     if not ids:
         raise InputError("give at least one follow-up id, or --user-id")
+    from followup_cli.store import followups  # SQLAlchemy: not loaded for a booking
+
     unique = list(dict.fromkeys(require_id("follow-up id", i) for i in ids))
     now = ctx.now()
     with ctx.db.transaction() as conn:
@@ -246,6 +248,8 @@ def cancel_ids(ctx: Context, ids: list[str]) -> CancelResult:
 def cancel_user(ctx: Context, user_id: str, trigger_type: str | None) -> CancelResult:
     if trigger_type is not None and trigger_type not in (POST_EVENT, REENGAGEMENT):
         raise InputError(f"trigger type: {trigger_type!r} is not post_event or reengagement")
+    from followup_cli.store import followups
+
     with ctx.db.transaction() as conn:
         done = followups.cancel_user(conn, user_id, trigger_type, ctx.now())
     return CancelResult([IdOutcome(i, "cancelled", CANCELLED, ExitCode.OK) for i in done])

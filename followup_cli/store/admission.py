@@ -21,69 +21,61 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-import sqlalchemy as sa
-
-from followup_cli.db import rules
-from followup_cli.db.schema import JSONDocument, UTCDateTime
-from followup_cli.db.schema import ai_messages as msg
-from followup_cli.db.schema import followup_user_guards as guards
-from followup_cli.db.schema import scheduled_followups as sf
-from followup_cli.store.driver import raw_cursor
-
-# Outcomes of a staged row.
-ADMITTED, DUPLICATE, AT_CAP, ACTIVE, OVER_LIMIT = (
-    "admitted", "duplicate", "at_cap", "active", "over_limit")
-
-STAGE_NAME = "followup_stage"
-FOLLOWUP_COLUMNS = tuple(c.name for c in sf.columns)
-
-stage = sa.Table(
-    STAGE_NAME,
-    sa.MetaData(),
-    sa.Column("seq", sa.BigInteger(), primary_key=True, autoincrement=False),
-    *(sa.Column(c.name, c.type) for c in sf.columns),
-    # scan-inactive: the row stands only while the user's last activity is still at or
-    # before this instant (they may have written since the candidate query)
-    sa.Column("inactive_before", UTCDateTime()),
-    sa.Column("last_activity", UTCDateTime()),
-    sa.Column("outcome", sa.String(20)),
-    sa.Column("existing_id", sa.String(255)),
-    sa.Column("wave", sa.Integer()),
-    prefixes=["TEMPORARY"],
+from followup_cli.store import sql_text
+from followup_cli.store.executor import as_utc, of
+from followup_cli.store.stage import (  # re-exported for the service and tests
+    ACTIVE as ACTIVE,
 )
-# A wave updates each row it decides (outcome and wave: the new version is a few bytes
-# longer than the staged one). With a little more than half of every page left free and no
-# index on a column a wave changes, PostgreSQL makes that update a heap-only tuple on the
-# same page: no new index entry, a third of the cost at 100,000 rows (0.32 s against
-# 0.80-0.89 s with an index on undecided rows, which a wave's plan did not use anyway: it
-# reads the whole stage). At 50 the last row of about one page in ten did not fit.
-STAGE_FILLFACTOR = 45
+from followup_cli.store.stage import (
+    ADMITTED as ADMITTED,
+)
+from followup_cli.store.stage import (
+    AT_CAP as AT_CAP,
+)
+from followup_cli.store.stage import (
+    DUPLICATE as DUPLICATE,
+)
+from followup_cli.store.stage import (
+    OVER_LIMIT as OVER_LIMIT,
+)
+from followup_cli.store.stage import (
+    STAGE_FILLFACTOR as STAGE_FILLFACTOR,
+)
+from followup_cli.store.stage import (
+    STAGE_NAME as STAGE_NAME,
+)
+
+FOLLOWUP_COLUMNS = sql_text.FOLLOWUP_COLUMNS
+
+# Every function takes the transaction's connection: an executor.Sql, or a SQLAlchemy
+# Connection (whose DB-API connection the statements then run on). The statements
+# themselves are in store/statements.py.
+Conn = Any
 
 
-def open_stage(conn: sa.Connection) -> None:
+def open_stage(conn: Conn) -> None:
     """Create the session's staging table if this connection has none, and empty it."""
-    ddl = str(sa.schema.CreateTable(stage, if_not_exists=True).compile(dialect=conn.dialect))
-    if conn.dialect.name == "postgresql":
-        # emptied at every commit, kept for the session
-        ddl += f" WITH (fillfactor = {STAGE_FILLFACTOR}) ON COMMIT DELETE ROWS"
-    conn.exec_driver_sql(ddl)
-    if conn.dialect.name != "postgresql":
-        conn.execute(sa.delete(stage))
+    sql = of(conn)
+    sql.run("stage.create")
+    if sql.has("stage.clear"):
+        sql.run("stage.clear")
 
 
-def add(conn: sa.Connection, rows: Iterable[dict[str, Any]]) -> int:
+def add(conn: Conn, rows: Iterable[dict[str, Any]]) -> int:
     """Stage rows: dicts of scheduled_followups columns plus `seq` (unique, the order of
     admission) and optionally `inactive_before`, every row with the first row's keys.
     PostgreSQL: COPY, taking each row from `rows` only when the server is ready for more;
     SQLite: executemany. Returns how many rows were staged."""
+    sql = of(conn)
     iterator = iter(rows)
     first = next(iterator, None)
     if first is None:
         return 0
-    if conn.dialect.name == "postgresql":
-        return copy_rows(conn, STAGE_NAME, list(first), itertools.chain([first], iterator))
-    batch = [first, *iterator]
-    conn.execute(sa.insert(stage), batch)
+    if sql.is_postgres:
+        return copy_rows(sql, STAGE_NAME, list(first), itertools.chain([first], iterator))
+    absent = dict.fromkeys(sql_text.STAGE_INPUT)
+    batch = [{**absent, **row} for row in itertools.chain([first], iterator)]
+    sql.run_many("stage.insert", batch)
     return len(batch)
 
 
@@ -93,17 +85,17 @@ def add(conn: sa.Connection, rows: Iterable[dict[str, Any]]) -> int:
 STAGE_STATISTICS_TARGET = 10
 
 
-def analyze(conn: sa.Connection) -> None:
+def analyze(conn: Conn) -> None:
     """Statistics for a large stage, so the waves' joins are planned for its real size."""
-    if conn.dialect.name == "postgresql":
-        previous = conn.exec_driver_sql(
-            "SELECT current_setting('default_statistics_target')").scalar_one()
+    sql = of(conn)
+    if sql.is_postgres:
+        previous = sql.text("SELECT current_setting('default_statistics_target')").scalar()
         set_target = "SELECT set_config('default_statistics_target', %s, true)"
-        conn.exec_driver_sql(set_target, (str(STAGE_STATISTICS_TARGET),))
-        conn.exec_driver_sql(f"ANALYZE {STAGE_NAME}")
-        conn.exec_driver_sql(set_target, (previous,))  # for the rest of the transaction
+        sql.text(set_target, (str(STAGE_STATISTICS_TARGET),))
+        sql.text(f"ANALYZE {STAGE_NAME}")
+        sql.text(set_target, (previous,))  # for the rest of the transaction
     else:
-        conn.exec_driver_sql(f"ANALYZE {STAGE_NAME}")
+        sql.text(f"ANALYZE {STAGE_NAME}")
 
 
 # A wave's statements do work in proportion to the stage: the session's statement timeout
@@ -114,123 +106,59 @@ def analyze(conn: sa.Connection) -> None:
 STATEMENT_MS_PER_STAGED_ROW = 0.2
 
 
-def allow_time_for(conn: sa.Connection, staged: int) -> int:
+def allow_time_for(conn: Conn, staged: int) -> int:
     """Raise this transaction's statement_timeout for a stage of `staged` rows (PostgreSQL;
     none when the session has no timeout). Returns the timeout now in force, in ms."""
-    if conn.dialect.name != "postgresql":
+    sql = of(conn)
+    if not sql.is_postgres:
         return 0
-    current = int(conn.exec_driver_sql(
-        "SELECT setting FROM pg_settings WHERE name = 'statement_timeout'").scalar_one())
+    current = int(sql.text(
+        "SELECT setting FROM pg_settings WHERE name = 'statement_timeout'").scalar())
     if current == 0:
         return 0
     wanted = current + int(staged * STATEMENT_MS_PER_STAGED_ROW)
-    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {wanted}")
+    sql.text(f"SET LOCAL statement_timeout = {wanted}")
     return wanted
 
 
 # --- guards ------------------------------------------------------------------------------
 
-def _lock_guards(conn: sa.Connection, users: sa.Select[Any] | list[str]) -> None:
-    """Insert or lock the guard row of each user, in user_id order (one order for every
-    writer, bulk or single: no deadlocks), in one statement.
-
-    ON CONFLICT DO UPDATE locks the row it conflicts with even when its WHERE updates
-    nothing, and PostgreSQL makes "insert, or lock the row that is there" atomic: a guard
-    deleted meanwhile (forget-user) is inserted instead. A guard this transaction inserts
-    is as good as locked: another writer's insert of it waits for this transaction, and
-    finds it after."""
-    source = (users if isinstance(users, sa.Select)
-              else sa.select(sa.literal_column("u")).select_from(
-                  sa.values(sa.column("u", sa.String), name="given").data(
-                      [(u,) for u in users])))
-    ordered = source.distinct().order_by(sa.text("1"))
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-    upsert = pg_insert(guards).from_select(["user_id"], ordered)
-    conn.execute(upsert.on_conflict_do_update(
-        index_elements=[guards.c.user_id], set_={"user_id": upsert.excluded.user_id},
-        where=sa.false()))
+def lock_staged_users(conn: Conn) -> None:
+    """Hold the guard rows of every user in the stage until the transaction ends (insert
+    the missing ones), in user_id order: see statements._lock_guards. SQLite needs none of
+    this: its write transactions are serialized (BEGIN IMMEDIATE)."""
+    sql = of(conn)
+    if sql.has("guards.lock_staged"):
+        sql.run("guards.lock_staged")
 
 
-def lock_staged_users(conn: sa.Connection) -> None:
-    """Hold the guard rows of every user in the stage until the transaction ends.
-
-    Row locks live in the tuples, not in PostgreSQL's shared lock table, so a million users
-    fit. SQLite needs none of this: its write transactions are serialized (BEGIN
-    IMMEDIATE)."""
-    if conn.dialect.name == "postgresql":
-        _lock_guards(conn, sa.select(stage.c.user_id))
-
-
-def lock_users(conn: sa.Connection, user_ids: Sequence[str]) -> None:
+def lock_users(conn: Conn, user_ids: Sequence[str]) -> None:
     """The guards of a few named users (forget-user), in the same order as admission."""
-    if conn.dialect.name == "postgresql" and user_ids:
-        _lock_guards(conn, sorted(set(user_ids)))
+    sql = of(conn)
+    if sql.has("guards.lock") and user_ids:
+        sql.run("guards.lock", users=sorted(set(user_ids)))
 
 
-def forget_guard(conn: sa.Connection, user_id: str) -> None:
-    conn.execute(sa.delete(guards).where(guards.c.user_id == user_id))
+def forget_guard(conn: Conn, user_id: str) -> None:
+    of(conn).run("guards.forget", user_id=user_id)
 
 
 # --- waves -------------------------------------------------------------------------------
 
-def note_activity(conn: sa.Connection) -> int:
+def note_activity(conn: Conn) -> int:
     """Record each staged re-engagement user's last activity (the period rule reads it),
     and decide `active` the scan rows whose user has written since the candidate query (or
     has no activity left at all). Returns how many became `active`."""
-    # Only rows whose value changes are written: the scan stages the last activity its
-    # candidate query saw, so a user who has not written since costs a read, not an update
-    # (the wave's own update of the row then stays heap-only: see STAGE_FILLFACTOR).
-    s = stage.alias("s")
-    latest = (sa.select(s.c.seq, rules.last_activity(msg, s.c.user_id).label("value"))
-              .where(s.c.trigger_type == rules.REENGAGEMENT).subquery("latest"))
-    conn.execute(sa.update(stage)
-                 .where(stage.c.seq == latest.c.seq,
-                        stage.c.last_activity.is_distinct_from(latest.c.value))
-                 .values(last_activity=latest.c.value))
-    result = conn.execute(
-        sa.update(stage)
-        .where(stage.c.outcome.is_(None), stage.c.inactive_before.is_not(None),
-               sa.or_(stage.c.last_activity.is_(None),
-                      stage.c.last_activity > stage.c.inactive_before))
-        .values(outcome=ACTIVE))
-    return int(result.rowcount or 0)
+    sql = of(conn)
+    sql.run("admission.note_activity")
+    return max(sql.run("admission.mark_active").rowcount, 0)
 
 
-def _conflicts(requeue: bool) -> sa.Subquery:
-    """(seq, existing) of every undecided staged row that conflicts with the table, and
-    the follow-up it duplicates (post-event: the oldest live one in the window;
-    re-engagement: the newest one closing the period). Set-based: one join per rule, so
-    its cost follows the users' live follow-ups, not one lookup per staged row."""
-    s, f = stage.alias("s"), sf.alias("f")
-    # A failed follow-up put back by retry must not count against itself (a failed
-    # re-engagement created after the user's last activity closes its own period).
-    hidden = [f.c.id != s.c.id] if requeue else []
-
-    def matches(kind: str, rule: sa.ColumnElement[bool], *order: Any) -> sa.Select[Any]:
-        return (sa.select(s.c.seq, f.c.id.label("existing"),
-                          sa.func.row_number().over(partition_by=s.c.seq, order_by=order)
-                          .label("rank"))
-                .select_from(s.join(f, sa.and_(rule, *hidden)))
-                .where(s.c.outcome.is_(None), s.c.trigger_type == kind))
-
-    found = sa.union_all(
-        matches(rules.POST_EVENT, rules.duplicates_post_event(f, s.c.user_id, s.c.event_at),
-                f.c.created_at, f.c.id),
-        matches(rules.REENGAGEMENT, rules.closes_period(f, s.c.user_id, s.c.last_activity),
-                f.c.created_at.desc(), f.c.id),
-    ).subquery("found")
-    return (sa.select(found.c.seq, found.c.existing).where(found.c.rank == 1)
-            .subquery("conflicts"))
-
-
-def mark_duplicates(conn: sa.Connection, *, requeue: bool) -> int:
-    """Wave step 1: every undecided row that conflicts with the table is a duplicate."""
-    conflicts = _conflicts(requeue)
-    result = conn.execute(
-        sa.update(stage).where(stage.c.seq == conflicts.c.seq)
-        .values(outcome=DUPLICATE, existing_id=conflicts.c.existing))
-    return int(result.rowcount or 0)
+def mark_duplicates(conn: Conn, *, requeue: bool) -> int:
+    """Wave step 1: every undecided row that conflicts with the table is a duplicate (with
+    the id it duplicates)."""
+    name = "admission.mark_duplicates_requeue" if requeue else "admission.mark_duplicates"
+    return max(of(conn).run(name).rowcount, 0)
 
 
 class Picked(NamedTuple):
@@ -244,101 +172,65 @@ class Picked(NamedTuple):
         return self.rows - self.at_cap
 
 
-def pick(conn: sa.Connection, *, wave: int, cap: int) -> Picked:
+def pick(conn: Conn, *, wave: int, cap: int) -> Picked:
     """Wave step 2: the first undecided row of each user is admitted, or at_cap when the
     user already has `cap` live follow-ups."""
-    first = (sa.select(stage.c.user_id, sa.func.min(stage.c.seq).label("seq"))
-             .where(stage.c.outcome.is_(None)).group_by(stage.c.user_id).cte("first"))
-    f = sf.alias("f")
-    live = (sa.select(f.c.user_id, sa.func.count().label("n"))
-            .where(rules.is_live(f), f.c.user_id.in_(sa.select(first.c.user_id)))
-            .group_by(f.c.user_id).subquery("live"))
-    decided = (sa.select(first.c.seq, sa.case(
-        (rules.at_cap(sa.func.coalesce(live.c.n, 0), cap), AT_CAP), else_=ADMITTED)
-        .label("outcome"))
-        .select_from(first.outerjoin(live, live.c.user_id == first.c.user_id))
-        .subquery("decided"))
-    conn.execute(sa.update(stage).where(stage.c.seq == decided.c.seq)
-                 .values(wave=wave, outcome=decided.c.outcome))
-    # Counted, not the UPDATE's rowcount: Python's sqlite3 reports -1 for a statement
-    # that begins with WITH.
-    picked, at_cap = conn.execute(
-        sa.select(sa.func.count(), sa.func.count(sa.case((stage.c.outcome == AT_CAP, 1))))
-        .select_from(stage).where(stage.c.wave == wave)).one()
+    sql = of(conn)
+    sql.run("admission.pick", wave=wave, cap=cap)
+    picked, at_cap = sql.run("admission.picked", wave=wave).rows[0]
     return Picked(int(picked), int(at_cap))
 
 
-def limit_wave(conn: sa.Connection, *, wave: int, room: int) -> int:
+def limit_wave(conn: Conn, *, wave: int, room: int) -> int:
     """Keep the first `room` rows admitted in this wave (staging order), the rest
     `over_limit`. Returns how many were admitted."""
-    keep = (sa.select(stage.c.seq)
-            .where(stage.c.wave == wave, stage.c.outcome == ADMITTED)
-            .order_by(stage.c.seq).limit(max(room, 0)))
-    conn.execute(sa.update(stage)
-                 .where(stage.c.wave == wave, stage.c.outcome == ADMITTED,
-                        stage.c.seq.not_in(keep.scalar_subquery()))
-                 .values(outcome=OVER_LIMIT))
-    return count(conn, ADMITTED, wave=wave)
+    sql = of(conn)
+    sql.run("admission.limit_wave", wave=wave, room=max(room, 0))
+    return int(sql.run("admission.count_admitted", wave=wave).scalar())
 
 
-def insert_admitted(conn: sa.Connection, *, wave: int, admitted: int) -> int:
+def insert_admitted(conn: Conn, *, wave: int, admitted: int) -> int:
     """Write this wave's `admitted` rows to scheduled_followups. A row that still collides
     (a writer that takes no guard, e.g. the original application, inserted a live
     re-engagement meanwhile) is skipped and decided `duplicate`. Returns rows written."""
-    columns = list(FOLLOWUP_COLUMNS)
-    chosen = (sa.select(*(stage.c[c] for c in columns))
-              .where(stage.c.wave == wave, stage.c.outcome == ADMITTED))
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
-    written = int(conn.execute(dialect_insert(sf).from_select(columns, chosen)
-                               .on_conflict_do_nothing()).rowcount or 0)
+    sql = of(conn)
+    written = max(sql.run("admission.insert", wave=wave).rowcount, 0)
     if written < admitted:
-        conn.execute(sa.update(stage)
-                     .where(stage.c.wave == wave, stage.c.outcome == ADMITTED,
-                            ~sa.exists().where(sf.c.id == stage.c.id))
-                     .values(outcome=DUPLICATE))
+        sql.run("admission.insert_collided", wave=wave)
     return written
 
 
-def requeue_admitted(conn: sa.Connection, *, wave: int, now: datetime) -> int:
+def requeue_admitted(conn: Conn, *, wave: int, now: datetime) -> int:
     """Put this wave's admitted (failed) follow-ups back to pending, due `now`, with a fresh
     retry budget; scheduled_at is untouched, error_message stays until the next attempt."""
-    chosen = sa.select(stage.c.id).where(stage.c.wave == wave, stage.c.outcome == ADMITTED)
-    result = conn.execute(
-        sa.update(sf).where(sf.c.id.in_(chosen), sf.c.status == rules.FAILED)
-        .values(status=rules.PENDING, next_attempt_at=now, retry_count=0,
-                locked_until=None, locked_by=None))
-    return int(result.rowcount or 0)
+    return max(of(conn).run("admission.requeue", wave=wave, now=now).rowcount, 0)
 
 
 # --- reading the outcome ---------------------------------------------------------------
 
-def count(conn: sa.Connection, outcome: str | None, *, wave: int | None = None) -> int:
-    cond = [stage.c.outcome.is_(None) if outcome is None else stage.c.outcome == outcome]
-    if wave is not None:
-        cond.append(stage.c.wave == wave)
-    return int(conn.execute(sa.select(sa.func.count()).select_from(stage).where(*cond))
-               .scalar_one())
-
-
-def tally(conn: sa.Connection) -> dict[tuple[str, str], int]:
+def tally(conn: Conn) -> dict[tuple[str, str], int]:
     """(outcome, trigger_type) → rows."""
-    rows = conn.execute(sa.select(stage.c.outcome, stage.c.trigger_type, sa.func.count())
-                        .group_by(stage.c.outcome, stage.c.trigger_type))
-    return {(str(o), str(t)): int(n) for o, t, n in rows}
+    return {(str(o), str(t)): int(n) for o, t, n in of(conn).run("admission.tally").rows}
 
 
-def decided(conn: sa.Connection, outcome: str, limit: int | None = None
-            ) -> list[dict[str, Any]]:
+def existing(conn: Conn, followup_id: str) -> dict[str, Any] | None:
+    """What a duplicate reports of the follow-up it duplicates: scheduled_at, template_id,
+    conversation_id."""
+    row = of(conn).run("followups.summary", id=followup_id).first()
+    if row is None:
+        return None
+    return {"scheduled_at": as_utc(row[0]), "template_id": row[1], "conversation_id": row[2]}
+
+
+DECIDED_FIELDS = ("seq", "id", "user_id", "trigger_type", "existing_id")
+
+
+def decided(conn: Conn, outcome: str, limit: int | None = None) -> list[dict[str, Any]]:
     """seq, id, user_id, trigger_type, existing_id of rows with `outcome`, in staging order."""
-    query = (sa.select(stage.c.seq, stage.c.id, stage.c.user_id, stage.c.trigger_type,
-                       stage.c.existing_id)
-             .where(stage.c.outcome == outcome).order_by(stage.c.seq))
-    if limit is not None:
-        query = query.limit(limit)
-    return [dict(r) for r in conn.execute(query).mappings()]
+    sql = of(conn)
+    result = (sql.run("admission.decided", outcome=outcome) if limit is None
+              else sql.run("admission.decided_first", outcome=outcome, limit=limit))
+    return [dict(zip(DECIDED_FIELDS, row, strict=True)) for row in result.rows]
 
 
 # --- COPY (PostgreSQL) -----------------------------------------------------------------
@@ -369,15 +261,14 @@ def _as_json(value: Any) -> str:
     return '"' + json.dumps(value, ensure_ascii=False).replace('"', '""') + '"'
 
 
+_WRITERS: dict[str, Callable[[Any], str]] = {"time": _as_time, "json": _as_json,
+                                             "text": _as_text}
+
+
 def _converter(table: str, column: str) -> Callable[[Any], str]:
     """How a column's values are written, chosen once per column, not per value."""
-    known = stage if table == STAGE_NAME else sf
-    col = known.c.get(column)
-    if col is not None and isinstance(col.type, UTCDateTime):
-        return _as_time
-    if col is not None and isinstance(col.type, JSONDocument):
-        return _as_json
-    return _as_text
+    kind = sql_text.COLUMN_KINDS.get(table, {}).get(column, "text")
+    return _WRITERS[kind]
 
 
 class RowSourceFailed(RuntimeError):
@@ -421,7 +312,7 @@ class _CopySource:
 COPY_PIECE = 64 * 1024
 
 
-def copy_rows(conn: sa.Connection, table: str, columns: Iterable[str],
+def copy_rows(conn: Conn, table: str, columns: Iterable[str],
               rows: Iterable[dict[str, Any]]) -> int:
     """COPY rows into a table inside the connection's transaction (PostgreSQL). Returns how
     many were copied."""
@@ -430,11 +321,10 @@ def copy_rows(conn: sa.Connection, table: str, columns: Iterable[str],
     source = _CopySource(",".join([write(row.get(name)) for name, write in fields]) + "\n"
                          for row in rows)
     statement = f"COPY {table} ({', '.join(names)}) FROM STDIN WITH (FORMAT csv)"
-    # The DBAPI connection is the one of this transaction: COPY commits or rolls back with it.
+    # The DB-API connection is the one of this transaction: COPY commits or rolls back with it.
     try:
-        with raw_cursor(conn, statement) as cursor:
-            cursor.copy_expert(statement, source, size=COPY_PIECE)
-    except sa.exc.DBAPIError:
+        of(conn).copy(statement, source, size=COPY_PIECE)
+    except Exception:
         if source.error is not None:
             raise source.error from None
         raise

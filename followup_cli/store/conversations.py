@@ -1,20 +1,23 @@
 """Queries on the conversation memory (ai_conversations, ai_messages) that the chat
-application writes."""
+application writes.
+
+What a single booking reads runs by name (store/statements.py) on either kind of
+connection; the bulk reads and the inserts (scan, demo, tests) are SQLAlchemy Core and
+import it when called."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
+from followup_cli.db.states import EMOTION_WINDOW as EMOTION_WINDOW
+from followup_cli.store.executor import as_utc, of
 
-from followup_cli.db import rules
-from followup_cli.db.schema import ai_conversations as conv
-from followup_cli.db.schema import ai_messages as msg
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
-EMOTION_WINDOW = 5  # the conversation's last N scored messages choose the template
 
 
 @dataclass(frozen=True)
@@ -26,31 +29,43 @@ class ScoredMessage:
     emotion_score: float
 
 
-def recent_scored_messages(conn: sa.Connection, conversation_id: str) -> list[ScoredMessage]:
+def recent_scored_messages(conn: Any, conversation_id: str) -> list[ScoredMessage]:
     """The newest EMOTION_WINDOW messages of one conversation that carry an emotion score,
     newest first."""
-    newest = _newest_scores(conversation_id)
-    rows = conn.execute(newest.with_only_columns(msg.c.created_at, msg.c.role,
-                                                 msg.c.emotion_score))
-    return [ScoredMessage(r[0], str(r[1]), float(r[2])) for r in rows]
+    rows = of(conn).run("conversations.recent_scored", conversation_id=conversation_id).rows
+    return [ScoredMessage(_stamp(r[0]), str(r[1]), float(r[2])) for r in rows]
 
 
-def recent_scores(conn: sa.Connection, conversation_id: str) -> list[float]:
+def _stamp(value: Any) -> datetime:
+    stamp = as_utc(value)
+    assert stamp is not None  # created_at is NOT NULL
+    return stamp
+
+
+def recent_scores(conn: Any, conversation_id: str) -> list[float]:
     """The newest EMOTION_WINDOW emotion scores of one conversation."""
     return [m.emotion_score for m in recent_scored_messages(conn, conversation_id)]
 
 
-def conversation_exists(conn: sa.Connection, conversation_id: str) -> bool:
-    return conn.execute(
-        sa.select(conv.c.id).where(conv.c.id == conversation_id)).first() is not None
+def conversation_exists(conn: Any, conversation_id: str) -> bool:
+    return of(conn).run("conversations.exists",
+                        conversation_id=conversation_id).first() is not None
 
 
-def _newest_scores(conversation_id: Any) -> sa.Select[Any]:
-    """The newest EMOTION_WINDOW scores of the conversation `conversation_id` (a column)."""
-    return (sa.select(msg.c.emotion_score)
-            .where(msg.c.conversation_id == conversation_id, msg.c.emotion_score.is_not(None))
-            .order_by(msg.c.created_at.desc(), msg.c.id.desc())
-            .limit(EMOTION_WINDOW))
+def latest_conversation(conn: Any, user_id: str) -> str | None:
+    """The user's most recent conversation: the one with the newest message they sent, else
+    the newest created."""
+    sql = of(conn)
+    newest_msg = sql.run("conversations.latest_by_message", user_id=user_id).scalar()
+    if newest_msg is not None:
+        return str(newest_msg)
+    newest = sql.run("conversations.latest_created", user_id=user_id).scalar()
+    return None if newest is None else str(newest)
+
+
+def last_activity(conn: Any, user_id: str) -> datetime | None:
+    """When the user last sent a message (role = 'user')."""
+    return as_utc(of(conn).run("conversations.last_activity", user_id=user_id).scalar())
 
 
 def recent_scores_many_query(dialect: str) -> sa.Select[Any]:
@@ -62,10 +77,15 @@ def recent_scores_many_query(dialect: str) -> sa.Select[Any]:
     heap once the table is vacuumed (a window over all of a conversation's messages cost
     about four times as much). SQLite has no LATERAL: one window function over the
     conversations' scored messages."""
+    import sqlalchemy as sa
+
+    from followup_cli.db.schema import ai_messages as msg
+    from followup_cli.store.statements import newest_scores
+
     if dialect == "postgresql":
         given = sa.func.unnest(sa.bindparam("ids", type_=sa.ARRAY(sa.String))
                                ).table_valued("cid").render_derived()
-        newest = _newest_scores(given.c.cid).lateral("newest")
+        newest = newest_scores(given.c.cid).lateral("newest")
         return sa.select(given.c.cid, newest.c.emotion_score).select_from(
             given.join(newest, sa.true()))
     ranked = sa.select(
@@ -92,36 +112,19 @@ def recent_scores_many(conn: sa.Connection, conversation_ids: Iterable[str]
     return out
 
 
-def latest_conversation(conn: sa.Connection, user_id: str) -> str | None:
-    """The user's most recent conversation: the one with the newest message they sent, else
-    the newest created."""
-    newest_msg = conn.execute(
-        sa.select(msg.c.conversation_id).where(msg.c.user_id == user_id, rules.is_activity(msg))
-        .order_by(msg.c.created_at.desc(), msg.c.id.desc()).limit(1)
-    ).scalar()
-    if newest_msg is not None:
-        return str(newest_msg)
-    newest = conn.execute(
-        sa.select(conv.c.id).where(conv.c.user_id == user_id)
-        .order_by(conv.c.created_at.desc(), conv.c.id.desc()).limit(1)
-    ).scalar()
-    return None if newest is None else str(newest)
-
-
-def last_activity(conn: sa.Connection, user_id: str) -> datetime | None:
-    """When the user last sent a message (role = 'user')."""
-    value: datetime | None = conn.execute(
-        sa.select(sa.func.max(msg.c.created_at))  # max() keeps UTCDateTime's conversion
-        .where(msg.c.user_id == user_id, rules.is_activity(msg))
-    ).scalar()
-    return value
-
-
 def insert_conversations(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    import sqlalchemy as sa
+
+    from followup_cli.db.schema import ai_conversations as conv
+
     if rows:
         conn.execute(sa.insert(conv), rows)
 
 
 def insert_messages(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    import sqlalchemy as sa
+
+    from followup_cli.db.schema import ai_messages as msg
+
     if rows:
         conn.execute(sa.insert(msg), rows)

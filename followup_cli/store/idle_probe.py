@@ -51,14 +51,17 @@ def _as_utc(value: Any) -> datetime:
 def _connect(url: str, statement_timeout_ms: int, connect_timeout_s: int
              ) -> tuple[Any, str] | None:
     # The same parameters as the full path (followup_cli.db.connect): the URL's own win.
-    from followup_cli.db.connect import pg_connect_params, pg_dsn, sqlite_path
+    from followup_cli.db.connect import pg_connect_params, pg_plain_dsn, sqlite_path
 
     if url.startswith("postgresql+psycopg2://"):
         import psycopg2
 
+        dsn = pg_plain_dsn(url)
+        if dsn is None:
+            return None  # a URL libpq would read otherwise: the full path, SQLAlchemy's way
         params = pg_connect_params(url, statement_timeout_ms=statement_timeout_ms,
                                    connect_timeout_s=connect_timeout_s)
-        return psycopg2.connect(pg_dsn(url), **params), "pg"
+        return psycopg2.connect(dsn, **params), "pg"
     path = sqlite_path(url)
     if path is None or "?" in url or not path.is_file():
         return None  # first use: the full path creates and migrates it

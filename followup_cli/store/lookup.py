@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from followup_cli.db.schema import FAILED
 from followup_cli.db.schema import scheduled_followups as sf
-from followup_cli.store.monitoring import failed_at
+from followup_cli.store.statements import failed_at
 
 CHUNK = 5000  # ids per IN list: well inside SQLite's bound-parameter limit
 

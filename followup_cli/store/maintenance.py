@@ -14,7 +14,7 @@ from followup_cli.db.schema import ai_conversations as conv
 from followup_cli.db.schema import ai_messages as msg
 from followup_cli.db.schema import followup_runs as runs
 from followup_cli.db.schema import scheduled_followups as sf
-from followup_cli.store.monitoring import failed_at
+from followup_cli.store.statements import failed_at
 
 # --- retention --------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Read-only aggregate queries behind `health` and `stats`, and the rows `list`/`show` read.
+"""Read-only aggregate queries behind `stats`, and the rows `list`/`show` read (`health`'s
+are in store/health.py).
 
 Every query is an aggregate or a bounded page: none returns one row per follow-up of the
 history. Times are compared as instants (bound parameters), never with DATE(), so "today"
@@ -14,82 +15,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from followup_cli.db.schema import EXECUTED, FAILED, PENDING
-from followup_cli.db.schema import followup_runs as runs
+from followup_cli.db.schema import EXECUTED, FAILED
 from followup_cli.db.schema import scheduled_followups as sf
+from followup_cli.store.statements import delay_seconds
 
 
 def _delay_seconds(conn: sa.Connection) -> sa.ColumnElement[Any]:
-    """executed_at − scheduled_at in seconds, the guide's delay metric."""
-    if conn.dialect.name == "postgresql":
-        return sa.extract("epoch", sf.c.executed_at - sf.c.scheduled_at)
-    # SQLite keeps UTC text; julianday() reads it, in days.
-    return (sa.func.julianday(sf.c.executed_at) - sa.func.julianday(sf.c.scheduled_at)) * 86400.0
-
-
-def failed_at() -> sa.ColumnElement[Any]:
-    """When a failed follow-up failed: its last attempt (rows written by other programs may
-    lack it, then its creation)."""
-    return sa.func.coalesce(sf.c.last_attempt_at, sf.c.created_at)
-
-
-def count_by_status(conn: sa.Connection, status: str) -> int:
-    return int(conn.execute(
-        sa.select(sa.func.count()).select_from(sf).where(sf.c.status == status)
-    ).scalar_one())
-
-
-def count_executed_between(conn: sa.Connection, start: datetime, end: datetime) -> int:
-    return int(conn.execute(
-        sa.select(sa.func.count()).select_from(sf).where(
-            sf.c.executed_at >= start, sf.c.executed_at < end)
-    ).scalar_one())
-
-
-def count_failed_since(conn: sa.Connection, since: datetime) -> int:
-    return int(conn.execute(
-        sa.select(sa.func.count()).select_from(sf).where(
-            sf.c.status == FAILED, failed_at() > since)
-    ).scalar_one())
-
-
-def delay_since(conn: sa.Connection, since: datetime) -> tuple[int, float | None]:
-    """(count, mean delay in seconds) of the follow-ups executed after `since`."""
-    row = conn.execute(
-        sa.select(sa.func.count(), sa.func.avg(_delay_seconds(conn))).select_from(sf).where(
-            sf.c.status == EXECUTED, sf.c.executed_at > since)
-    ).one()
-    return int(row[0]), None if row[1] is None else float(row[1])
-
-
-def count_overdue(conn: sa.Connection, cutoff: datetime) -> int:
-    """Pending follow-ups whose scheduled time is before `cutoff` (the guide's backlog)."""
-    return int(conn.execute(
-        sa.select(sa.func.count()).select_from(sf).where(
-            sf.c.status == PENDING, sf.c.scheduled_at < cutoff)
-    ).scalar_one())
-
-
-def last_run(conn: sa.Connection, kind: str, *, statuses: Sequence[str] = (),
-             exclude: Sequence[str] = ()) -> dict[str, Any] | None:
-    """The most recently finished pass of a kind, optionally of some statuses only or not of
-    others: its finished_at, status and counts. Uses ix_followup_runs_kind_finished."""
-    query = (sa.select(runs.c.finished_at, runs.c.status, runs.c.counts)
-             .where(runs.c.kind == kind, runs.c.finished_at.is_not(None)))
-    if statuses:
-        query = query.where(runs.c.status.in_(list(statuses)))
-    if exclude:
-        query = query.where(runs.c.status.not_in(list(exclude)))
-    row = conn.execute(query.order_by(runs.c.finished_at.desc()).limit(1)).mappings().first()
-    return None if row is None else dict(row)
-
-
-def first_finished_at(conn: sa.Connection, kind: str) -> datetime | None:
-    """When the oldest recorded pass of a kind finished (an index lookup)."""
-    value: datetime | None = conn.execute(
-        sa.select(sa.func.min(runs.c.finished_at)).where(runs.c.kind == kind)
-    ).scalar_one()
-    return value
+    return delay_seconds(conn.dialect.name)
 
 
 @dataclass(frozen=True)

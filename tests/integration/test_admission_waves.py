@@ -20,6 +20,7 @@ from followup_cli.service.admission import ADMITTED, AT_CAP, DUPLICATE, Admissio
 from followup_cli.service.context import Context
 from followup_cli.service.requests import post_event_request
 from followup_cli.service.scheduling import render_post_event, schedule_post_event
+from followup_cli.store import executor
 
 
 def staged(ctx: Context, users: list[str], *, day: int = 2) -> list[dict[str, Any]]:
@@ -36,7 +37,8 @@ def staged(ctx: Context, users: list[str], *, day: int = 2) -> list[dict[str, An
 
 @pytest.fixture
 def statements(ctx: Context) -> Iterator[list[str]]:
-    """Every statement the context's engine sends, as sent."""
+    """Every statement the context's engine sends, as sent, and every one the store's
+    executor runs on a DB-API connection (the admission's, on either path)."""
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -44,10 +46,12 @@ def statements(ctx: Context) -> Iterator[list[str]]:
 
     engine = ctx.db.engine
     sa.event.listen(engine, "before_cursor_execute", record)
+    executor.listeners.append(record_text := lambda text: record(None, None, text))
     try:
         yield seen
     finally:
         sa.event.remove(engine, "before_cursor_execute", record)
+        executor.listeners.remove(record_text)
 
 
 def admit(ctx: Context, rows: list[dict[str, Any]], **options: Any) -> Any:

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from followup_cli.store import admission as store
+from followup_cli.store.statements import stage
 
 pytestmark = pytest.mark.postgres
 
@@ -54,7 +55,7 @@ def test_staged_rows_read_back_as_written(conn: sa.Connection,
         store.add(conn, given_rows)
         names = list(given_rows[0])
         back = [dict(r) for r in conn.execute(
-            sa.select(*(store.stage.c[n] for n in names)).order_by(store.stage.c.seq)
+            sa.select(*(stage.c[n] for n in names)).order_by(stage.c.seq)
         ).mappings()]
         transaction.rollback()
     assert back == given_rows
@@ -65,8 +66,8 @@ def test_a_missing_key_is_null(conn: sa.Connection) -> None:
         store.open_stage(conn)
         store.copy_rows(conn, store.STAGE_NAME, ["seq", "id", "error_message"],
                         [{"seq": 1, "id": "a", "error_message": "x"}, {"seq": 2, "id": "b"}])
-        back = conn.execute(sa.select(store.stage.c.seq, store.stage.c.error_message)
-                            .order_by(store.stage.c.seq)).all()
+        back = conn.execute(sa.select(stage.c.seq, stage.c.error_message)
+                            .order_by(stage.c.seq)).all()
         transaction.rollback()
     assert [tuple(r) for r in back] == [(1, "x"), (2, None)]
 

@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 
 from followup_cli.db.schema import followup_user_guards as guards
 from followup_cli.store import admission as store
+from followup_cli.store import executor
 
 pytestmark = pytest.mark.postgres
 
@@ -95,11 +96,11 @@ def test_a_bulk_lock_is_one_statement(pg_engine: sa.Engine) -> None:
 
     with pg_engine.begin() as conn:
         conn.execute(sa.insert(guards), [{"user_id": f"u{i}"} for i in range(0, 300, 2)])
-    sa.event.listen(pg_engine, "before_cursor_execute", record)
+    executor.listeners.append(record_text := lambda text: record(None, None, text))
     try:
         with pg_engine.begin() as conn:
             store.lock_users(conn, [f"u{i}" for i in range(300)])
     finally:
-        sa.event.remove(pg_engine, "before_cursor_execute", record)
+        executor.listeners.remove(record_text)
     assert len(sent) == 1
     assert len(guard_rows(pg_engine)) == 300

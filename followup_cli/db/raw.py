@@ -1,0 +1,123 @@
+"""Transactions on the raw psycopg2 driver, for the store's named statements
+(store/executor.py): what a booking needs, without importing SQLAlchemy (about 180 ms of a
+cold start here, more than the booking's own work).
+
+The connections are made with the same parameters as the engine's (db/connect.py), the
+schema is judged by the same rules (db/compat.py), and driver errors become the same
+followup errors (db/driver_errors.py). At most POOL_LIMIT are open at once, as with the
+engine's pool; two are kept between transactions for a long-lived process (the Python API).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from followup_cli.db.compat import RECORD_QUERY, SchemaState, assess
+from followup_cli.db.connect import pg_connect_params, pg_plain_dsn
+from followup_cli.db.driver_errors import classify
+from followup_cli.errors import DatabaseError
+from followup_cli.store.executor import Sql
+
+POOL_LIMIT = 4  # the engine's pool_size + max_overflow
+POOL_KEEP = 2
+POOL_WAIT_S = 30  # the engine's pool timeout
+
+
+class RawPool:
+    """PostgreSQL connections for raw transactions, made on demand."""
+
+    def __init__(self, url: str) -> None:
+        dsn = pg_plain_dsn(url)
+        if dsn is None:
+            raise ValueError("not a URL libpq reads as SQLAlchemy does (see pg_plain_dsn)")
+        self.url = url
+        self.dsn = dsn
+        self._idle: list[Any] = []
+        self._slots = threading.BoundedSemaphore(POOL_LIMIT)
+
+    def _connect(self) -> Any:
+        import psycopg2
+
+        try:
+            return psycopg2.connect(self.dsn, **pg_connect_params(self.url))
+        except psycopg2.Error as error:
+            raise classify(error, None, self.url) from error
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Any]:
+        """A connection with no transaction open; given back unless it broke."""
+        if not self._slots.acquire(timeout=POOL_WAIT_S):
+            raise DatabaseError(f"no free database connection after {POOL_WAIT_S} s "
+                                f"({POOL_LIMIT} in use by this process)")
+        conn = None
+        try:
+            while self._idle and conn is None:
+                conn = self._idle.pop()
+                if conn.closed:
+                    conn = None
+            if conn is None:
+                conn = self._connect()
+            yield conn
+        finally:
+            if conn is not None:
+                if not conn.closed and _rolled_back(conn) and len(self._idle) < POOL_KEEP:
+                    self._idle.append(conn)
+                else:
+                    conn.close()
+            self._slots.release()
+
+    def adopt(self, conn: Any) -> None:
+        """Keep an open connection another part of the process made (the idle probe's)."""
+        if len(self._idle) < POOL_KEEP and not conn.closed:
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    def dispose(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+
+    @contextlib.contextmanager
+    def transaction(self, ensure_schema: Callable[[Sql], None]) -> Iterator[Sql]:
+        """A transaction whose statements run through an executor.Sql; committed on success,
+        rolled back on any error, every driver error translated."""
+        import psycopg2
+
+        with self.connection() as conn:
+            sql = Sql(conn, "postgresql", driver_error=psycopg2.Error,
+                      on_error=lambda error, statement: classify(error, statement, self.url))
+            ensure_schema(sql)
+            yield sql
+            try:
+                conn.commit()
+            except psycopg2.Error as error:
+                raise classify(error, "COMMIT", self.url) from error
+
+
+def _rolled_back(conn: Any) -> bool:
+    """End whatever the connection has open; False if it cannot be (it broke)."""
+    try:
+        conn.rollback()
+    except Exception:
+        return False
+    return not conn.closed
+
+
+def schema_state(sql: Sql) -> SchemaState:
+    """What this followup makes of the database's revision, read on `sql` (PostgreSQL): the
+    same verdict as Database.schema_state, from the same two queries on the hot path."""
+    revision: str | None = None
+    if sql.text("SELECT to_regclass('alembic_version') IS NOT NULL").scalar():
+        found = sql.text("SELECT version_num FROM alembic_version").scalar()
+        revision = None if found is None else str(found)
+
+    def lookup(rev: str) -> tuple[str, str] | None:
+        if not sql.text("SELECT to_regclass('followup_schema_versions') IS NOT NULL").scalar():
+            return None
+        row = sql.text(RECORD_QUERY.format(p="%s"), (rev,)).first()
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    return assess(revision, lookup)

@@ -1,0 +1,150 @@
+"""Runs the store's named statements (store/sql_text.py, compiled from store/statements.py)
+on a DB-API connection: the raw driver's own (the booking path on PostgreSQL, which then
+never imports SQLAlchemy) or the one under a SQLAlchemy connection, inside its transaction.
+
+Driver errors come out as the caller's form expects them: followup's own errors on the raw
+path (db/driver_errors.py), SQLAlchemy's DBAPIError under a SQLAlchemy connection, which
+Database.errors() translates the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from followup_cli.store import sql_text
+
+ErrorHook = Callable[[Exception, str], BaseException]
+
+# Called with each statement's text before it runs (tests count what a booking sends:
+# SQLAlchemy's own events do not see these statements).
+listeners: list[Callable[[str], None]] = []
+
+
+class Result:
+    """What a statement returned: every row (the named statements return few) and the
+    driver's rowcount (-1 where sqlite3 cannot tell, for a statement beginning with WITH)."""
+
+    __slots__ = ("rowcount", "rows")
+
+    def __init__(self, rows: list[tuple[Any, ...]], rowcount: int) -> None:
+        self.rows = rows
+        self.rowcount = rowcount
+
+    def first(self) -> tuple[Any, ...] | None:
+        return self.rows[0] if self.rows else None
+
+    def scalar(self) -> Any:
+        return self.rows[0][0] if self.rows else None
+
+
+def sqlite_time(instant: datetime) -> str:
+    """The text SQLAlchemy's SQLite DateTime writes (UTCDateTime stores naive UTC)."""
+    return instant.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def as_utc(value: Any) -> datetime | None:
+    """A timestamp read back as UTCDateTime reads it: SQLite gives text, psycopg2 an aware
+    datetime in the session's time zone."""
+    if value is None:
+        return None
+    stamp: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
+class Sql:
+    """One transaction's statements, run by name on `dbapi_conn` (which the caller begins,
+    commits and closes)."""
+
+    def __init__(self, dbapi_conn: Any, dialect: str, *, driver_error: type[Exception],
+                 on_error: ErrorHook) -> None:
+        self.dbapi_conn = dbapi_conn
+        self.dialect = dialect
+        self._texts = sql_text.POSTGRESQL if dialect == "postgresql" else sql_text.SQLITE
+        self._driver_error = driver_error
+        self._on_error = on_error
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    def has(self, name: str) -> bool:
+        """Whether the statement exists on this dialect (some are PostgreSQL's only)."""
+        return name in self._texts
+
+    def run(self, name: str, **params: Any) -> Result:
+        text, defaults = self._texts[name]
+        return self._execute(text, self._adapt({**defaults, **params}))
+
+    def run_many(self, name: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        text, defaults = self._texts[name]
+        for listener in listeners:
+            listener(text)
+        cursor = self.dbapi_conn.cursor()
+        try:
+            cursor.executemany(text, (self._adapt({**defaults, **row}) for row in rows))
+        except self._driver_error as error:
+            raise self._on_error(error, text) from error
+        finally:
+            cursor.close()
+
+    def text(self, statement: str, params: Any = None) -> Result:
+        """A statement written in the store as text (PostgreSQL settings, ANALYZE)."""
+        return self._execute(statement, params)
+
+    def copy(self, statement: str, source: Any, size: int) -> None:
+        """COPY ... FROM STDIN, reading `source` (PostgreSQL)."""
+        for listener in listeners:
+            listener(statement)
+        cursor = self.dbapi_conn.cursor()
+        try:
+            cursor.copy_expert(statement, source, size=size)
+        except self._driver_error as error:
+            raise self._on_error(error, statement) from error
+        finally:
+            cursor.close()
+
+    def _execute(self, statement: str, params: Any) -> Result:
+        for listener in listeners:
+            listener(statement)
+        cursor = self.dbapi_conn.cursor()
+        try:
+            if params is None:
+                cursor.execute(statement)
+            else:
+                cursor.execute(statement, params)
+            rows = cursor.fetchall() if cursor.description is not None else []
+            return Result(rows, cursor.rowcount)
+        except self._driver_error as error:
+            raise self._on_error(error, statement) from error
+        finally:
+            cursor.close()
+
+    def _adapt(self, params: dict[str, Any]) -> dict[str, Any]:
+        # What UTCDateTime and JSONDocument do for SQLAlchemy: SQLite stores both as text.
+        if self.dialect == "sqlite":
+            for key, value in params.items():
+                if isinstance(value, datetime):
+                    params[key] = sqlite_time(value)
+                elif isinstance(value, dict | list):
+                    params[key] = json.dumps(value)
+        return params
+
+
+def of(conn: Any) -> Sql:
+    """The statements of `conn`: an Sql as it is, or a SQLAlchemy Connection's DB-API
+    connection (its transaction: what runs here commits or rolls back with it)."""
+    if isinstance(conn, Sql):
+        return conn
+    driver_error = conn.dialect.loaded_dbapi.Error
+
+    def as_sqlalchemys(error: Exception, statement: str) -> BaseException:
+        import sqlalchemy as sa  # loaded already: the caller holds a SQLAlchemy connection
+
+        # The subclass SQLAlchemy itself would raise (OperationalError, IntegrityError...).
+        return sa.exc.DBAPIError.instance(statement, None, error, driver_error)
+
+    return Sql(conn.connection.dbapi_connection, conn.dialect.name,
+               driver_error=driver_error, on_error=as_sqlalchemys)
