@@ -2,6 +2,7 @@
 
     python -m bench.before_after OLD_FOLLOWUP NEW_FOLLOWUP [--runs 4] [--rows 100000]
                                  [--users 300000] [--each-schema]
+    python -m bench.before_after OLD_FOLLOWUP NEW_FOLLOWUP --cold 15
 
 OLD_FOLLOWUP and NEW_FOLLOWUP are `followup` executables of two installs (for example
 `/tmp/old/bin/followup`, from `pip install` of an older checkout into its own venv). Each
@@ -13,6 +14,11 @@ per inactive user. Databases are `followup_bench_*`, dropped at the end. NEW mig
 them, so both copies must work on NEW's schema; with --each-schema each copy runs on
 databases its own `db upgrade` made (the messages are seeded once under OLD's schema, then
 a clone is upgraded by NEW), so what a new migration changes, an index say, is measured too.
+
+With --cold N, only cold starts instead: N fresh processes each of `schedule post-event`,
+`health`, an idle `run-due` and the interpreter alone (`python -c pass`, each copy's own),
+interleaved (old, new, old, ...), on one migrated database per copy (its own with
+--each-schema); every booking must schedule.
 
 The copies are started from `/`: `python -m followup_cli` started in a checkout imports
 the checkout's package, whatever is installed, and a before/after run would then measure the
@@ -37,6 +43,7 @@ from bench.pgdb import ADMIN_URL, Server, query
 from bench.scenarios.scan import inactive, load
 
 EVENT = "2026-11-14T18:00:00+00:00"
+FUTURE_EVENT = "2036-11-14T18:00:00+00:00"  # cold bookings must not make the idle pass busy
 
 
 def write_rows(path: Path, n: int) -> None:
@@ -58,6 +65,47 @@ def timed(server: Server, template: str, followup: str, args: list[str],
         return seconds
 
 
+def cold(server: Server, copies: dict[str, str], samples: int, each_schema: bool) -> None:
+    """Cold starts of both copies, interleaved: medians, min-max, old/new ratios."""
+    dbs = {"new": migrated(server, "ba_cold", copies["new"])}
+    dbs["old"] = (migrated(server, "ba_cold_old", copies["old"]) if each_schema
+                  else dbs["new"])
+    python = {which: str(Path(path).with_name("python")) for which, path in copies.items()}
+
+    def case(which: str, name: str, i: int) -> list[str]:
+        return {
+            "schedule post-event": [copies[which], "schedule", "post-event", "--user-id",
+                                    f"{which}-{i}", "--conversation-id", "c",
+                                    "--event-date", FUTURE_EVENT, "--json"],
+            "health": [copies[which], "health", "--json"],
+            "run-due, idle": [copies[which], "run-due", "--json"],
+            "python -c pass": [python[which], "-c", "pass"],
+        }[name]
+
+    names = ["schedule post-event", "health", "run-due, idle", "python -c pass"]
+    seconds: dict[tuple[str, str], list[float]] = {}
+    for i in range(samples):
+        for name in names:
+            for which in (("old", "new") if i % 2 == 0 else ("new", "old")):
+                env = env_for(server, dbs[which], FOLLOWUP_SENDER="log")
+                start = time.perf_counter()
+                done = subprocess.run(case(which, name, i), env=env, cwd="/",
+                                      capture_output=True, text=True)
+                seconds.setdefault((name, which), []).append(time.perf_counter() - start)
+                # health answers 1 (unhealthy) until a pass has run; the rest must succeed
+                if done.returncode not in ((0, 1) if name == "health" else (0,)):
+                    raise SystemExit(f"{which} {name}: exit {done.returncode}: {done.stderr}")
+                if name == "schedule post-event" and '"scheduled"' not in done.stdout:
+                    raise SystemExit(f"{which} {name} did not schedule: {done.stdout}")
+    for name in names:
+        old, new = seconds[(name, "old")], seconds[(name, "new")]
+        ratios = [o / n for o, n in zip(old, new, strict=True)]
+        print(f"cold {name}: old {statistics.median(old):.3f} s ({min(old):.3f}-"
+              f"{max(old):.3f}), new {statistics.median(new):.3f} s ({min(new):.3f}-"
+              f"{max(new):.3f}), old/new {statistics.median(ratios):.2f}× "
+              f"({min(ratios):.2f}-{max(ratios):.2f}), {samples} processes each")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("old")
@@ -67,9 +115,17 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=300_000)
     parser.add_argument("--each-schema", action="store_true",
                         help="each copy on databases its own `db upgrade` migrated")
+    parser.add_argument("--cold", type=int, metavar="N",
+                        help="compare cold starts only, N processes of each command")
     args = parser.parse_args()
     server = Server(os.environ.get("FOLLOWUP_BENCH_POSTGRES_URL", ADMIN_URL))
     copies = {"old": args.old, "new": args.new}
+    if args.cold:
+        try:
+            cold(server, copies, args.cold, args.each_schema)
+        finally:
+            server.cleanup()
+        return
     try:
         with tempfile.TemporaryDirectory() as tmp:
             rows = Path(tmp) / "rows.jsonl"

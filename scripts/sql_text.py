@@ -3,7 +3,7 @@
 
 The store runs that text on whatever connection it is given, so the booking path can run on
 the raw driver without importing SQLAlchemy. The module is committed;
-`tests/unit/test_sql_text.py` and `.ci/run` fail when it differs from what this script
+`tests/integration/test_raw_statements.py` and `.ci/run` fail when it differs from what this script
 writes now, so it cannot drift from the statements.
 
     python scripts/sql_text.py            # rewrite followup_cli/store/sql_text.py

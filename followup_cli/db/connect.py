@@ -129,16 +129,20 @@ _PART = r"(?:[A-Za-z0-9._~-]|%(?!00)[0-9A-Fa-f]{2})"
 _PLAIN_PG_URL = re.compile(
     rf"postgresql(?:\+psycopg2)?://"
     rf"(?:{_PART}+(?::{_PART}*)?@)?"
-    rf"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])?(?::[0-9]+)?"
+    rf"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])?(?::[1-9][0-9]*)?"
     rf"(?:/{_PART}*)?"
-    rf"(?:\?{_PART}+={_PART}*(?:&{_PART}+={_PART}*)*)?")
+    rf"(?:\?{_PART}+={_PART}+(?:&{_PART}+={_PART}+)*)?")
+# Query keys SQLAlchemy reads itself (multi-host lists, its plugins) instead of passing on.
+_SQLALCHEMYS_KEYS = {"host", "port", "plugin"}
 
 
 def pg_plain_dsn(url: str) -> str | None:
-    """`pg_dsn(url)` when libpq reads it as SQLAlchemy does, else None (see _PLAIN_PG_URL)."""
+    """`pg_dsn(url)` when libpq reads it as SQLAlchemy does, else None (see _PLAIN_PG_URL;
+    and no key twice: libpq keeps the last, SQLAlchemy passes a list)."""
     if _PLAIN_PG_URL.fullmatch(url) is None:
         return None
-    if {"host", "port"} & url_parameters(url).keys():
+    query = parse_qs(urlsplit(url).query, keep_blank_values=True)
+    if _SQLALCHEMYS_KEYS & query.keys() or any(len(v) > 1 for v in query.values()):
         return None
     return pg_dsn(url)
 

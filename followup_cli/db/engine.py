@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -62,6 +63,7 @@ class Database:
         self._clock_offset: timedelta | None = None
         self._spare: Any = None  # see adopt()
         self._raw: RawPool | None = None  # see statements()
+        self._raw_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings, *, create: bool = True) -> Database:
@@ -97,8 +99,11 @@ class Database:
 
             @event.listens_for(pg, "do_connect")
             def _adopted(_dialect: Any, _record: Any, _cargs: Any, _cparams: Any) -> Any:
-                # The idle probe's connection first (see adopt), then new ones as usual.
+                # The idle probe's connection first (see adopt), or one the raw path keeps
+                # (the clock was read on it), then new ones as usual.
                 spare, self._spare = self._spare, None
+                if (spare is None or spare.closed) and self._raw is not None:
+                    spare = self._raw.take_idle()
                 return spare if spare is not None and not spare.closed else None
 
             return pg
@@ -155,12 +160,16 @@ class Database:
             with self.transaction(readonly=readonly) as conn:
                 yield of(conn)
             return
-        if self._raw is None:
-            from followup_cli.db.raw import RawPool
-
-            self._raw = RawPool(self.url)
-        with self._raw.transaction(self._ensure_schema_raw) as sql:
+        with self._raw_pool().transaction(self._ensure_schema_raw) as sql:
             yield sql
+
+    def _raw_pool(self) -> RawPool:
+        with self._raw_lock:  # threads of one process share one pool
+            if self._raw is None:
+                from followup_cli.db.raw import RawPool
+
+                self._raw = RawPool(self.url)
+            return self._raw
 
     def _raw_usable(self) -> bool:
         from followup_cli.db.connect import pg_plain_dsn
@@ -276,22 +285,24 @@ class Database:
     def _raw_clock_offset(self) -> timedelta:
         """clock_offset on a raw connection (kept for the transaction that follows), in a
         process that has not needed SQLAlchemy so far."""
-        from followup_cli.db.raw import RawPool
+        import psycopg2
 
-        if self._raw is None:
-            self._raw = RawPool(self.url)
-        try:
-            with self._raw.connection() as conn:
-                cursor = conn.cursor()
-                before = time.time()
-                cursor.execute("SELECT clock_timestamp()")
-                db_now: datetime = cursor.fetchone()[0]
-                after = time.time()
-                cursor.close()
-        except Exception:
-            return timedelta(0)  # as below: the operation's own statement reports it
-        self._clock_offset = db_now - datetime.fromtimestamp((before + after) / 2, UTC)
-        return self._clock_offset
+        for _ in range(2):
+            try:
+                with self._raw_pool().connection() as conn:
+                    cursor = conn.cursor()
+                    before = time.time()
+                    cursor.execute("SELECT clock_timestamp()")
+                    db_now: datetime = cursor.fetchone()[0]
+                    after = time.time()
+                    cursor.close()
+            except psycopg2.Error:
+                continue  # a kept connection the server dropped: once more, on a new one
+            except Exception:
+                break  # no connection at all: not twice the connect timeout
+            self._clock_offset = db_now - datetime.fromtimestamp((before + after) / 2, UTC)
+            return self._clock_offset
+        return timedelta(0)  # as below: the operation's own statement reports it
 
     def _record(self, conn: sa.Connection, revision: str) -> Record | None:
         import sqlalchemy as sa

@@ -27,7 +27,12 @@ POOL_WAIT_S = 30  # the engine's pool timeout
 
 
 class RawPool:
-    """PostgreSQL connections for raw transactions, made on demand."""
+    """PostgreSQL connections for raw transactions, made on demand.
+
+    A connection that broke (the server went away, or closed it) may not be alone: the
+    others kept idle are dropped with it (a generation count, as SQLAlchemy's pool does), so
+    a long-lived process fails one call after a server restart, not one per kept
+    connection."""
 
     def __init__(self, url: str) -> None:
         dsn = pg_plain_dsn(url)
@@ -35,7 +40,9 @@ class RawPool:
             raise ValueError("not a URL libpq reads as SQLAlchemy does (see pg_plain_dsn)")
         self.url = url
         self.dsn = dsn
-        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+        self._idle: list[tuple[Any, int]] = []  # (connection, generation)
+        self._generation = 0
         self._slots = threading.BoundedSemaphore(POOL_LIMIT)
 
     def _connect(self) -> Any:
@@ -46,39 +53,60 @@ class RawPool:
         except psycopg2.Error as error:
             raise classify(error, None, self.url) from error
 
+    def take_idle(self) -> Any:
+        """An idle connection of the current generation, now the caller's; None if none
+        is kept (the engine takes one as its first connection: one connect per process)."""
+        stale = []
+        try:
+            with self._lock:
+                while self._idle:
+                    conn, generation = self._idle.pop()
+                    if generation == self._generation and not conn.closed:
+                        return conn
+                    stale.append(conn)
+            return None
+        finally:
+            for conn in stale:
+                conn.close()
+
+    def _give_back(self, conn: Any, generation: int) -> None:
+        healthy = not conn.closed and _rolled_back(conn)
+        dropped = [conn]
+        with self._lock:
+            if not healthy:
+                self._generation += 1
+                dropped += [c for c, _ in self._idle]
+                self._idle = []
+            elif generation == self._generation and len(self._idle) < POOL_KEEP:
+                self._idle.append((conn, generation))
+                dropped = []
+        for stale in dropped:
+            stale.close()
+
     @contextlib.contextmanager
     def connection(self) -> Iterator[Any]:
         """A connection with no transaction open; given back unless it broke."""
         if not self._slots.acquire(timeout=POOL_WAIT_S):
             raise DatabaseError(f"no free database connection after {POOL_WAIT_S} s "
                                 f"({POOL_LIMIT} in use by this process)")
-        conn = None
         try:
-            while self._idle and conn is None:
-                conn = self._idle.pop()
-                if conn.closed:
-                    conn = None
+            with self._lock:
+                generation = self._generation
+            conn = self.take_idle()
             if conn is None:
                 conn = self._connect()
-            yield conn
+            try:
+                yield conn
+            finally:
+                self._give_back(conn, generation)
         finally:
-            if conn is not None:
-                if not conn.closed and _rolled_back(conn) and len(self._idle) < POOL_KEEP:
-                    self._idle.append(conn)
-                else:
-                    conn.close()
             self._slots.release()
 
-    def adopt(self, conn: Any) -> None:
-        """Keep an open connection another part of the process made (the idle probe's)."""
-        if len(self._idle) < POOL_KEEP and not conn.closed:
-            self._idle.append(conn)
-        else:
-            conn.close()
-
     def dispose(self) -> None:
-        while self._idle:
-            self._idle.pop().close()
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            conn.close()
 
     @contextlib.contextmanager
     def transaction(self, ensure_schema: Callable[[Sql], None]) -> Iterator[Sql]:

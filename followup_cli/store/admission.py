@@ -73,8 +73,16 @@ def add(conn: Conn, rows: Iterable[dict[str, Any]]) -> int:
         return 0
     if sql.is_postgres:
         return copy_rows(sql, STAGE_NAME, list(first), itertools.chain([first], iterator))
+    # As SQLAlchemy's JSON type wrote them: every value JSON text (None as 'null').
     absent = dict.fromkeys(sql_text.STAGE_INPUT)
-    batch = [{**absent, **row} for row in itertools.chain([first], iterator)]
+    json_columns = [c for c, kind in sql_text.COLUMN_KINDS[STAGE_NAME].items()
+                    if kind == "json" and c in absent]
+    batch = []
+    for row in itertools.chain([first], iterator):
+        staged = {**absent, **row}
+        for column in json_columns:
+            staged[column] = json.dumps(staged[column])
+        batch.append(staged)
     sql.run_many("stage.insert", batch)
     return len(batch)
 

@@ -9,7 +9,6 @@ Database.errors() translates the same way.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -82,13 +81,15 @@ class Sql:
         text, defaults = self._texts[name]
         for listener in listeners:
             listener(text)
-        cursor = self.dbapi_conn.cursor()
+        cursor = None
         try:
+            cursor = self.dbapi_conn.cursor()
             cursor.executemany(text, (self._adapt({**defaults, **row}) for row in rows))
         except self._driver_error as error:
             raise self._on_error(error, text) from error
         finally:
-            cursor.close()
+            if cursor is not None:
+                cursor.close()
 
     def text(self, statement: str, params: Any = None) -> Result:
         """A statement written in the store as text (PostgreSQL settings, ANALYZE)."""
@@ -98,19 +99,22 @@ class Sql:
         """COPY ... FROM STDIN, reading `source` (PostgreSQL)."""
         for listener in listeners:
             listener(statement)
-        cursor = self.dbapi_conn.cursor()
+        cursor = None
         try:
+            cursor = self.dbapi_conn.cursor()
             cursor.copy_expert(statement, source, size=size)
         except self._driver_error as error:
             raise self._on_error(error, statement) from error
         finally:
-            cursor.close()
+            if cursor is not None:
+                cursor.close()
 
     def _execute(self, statement: str, params: Any) -> Result:
         for listener in listeners:
             listener(statement)
-        cursor = self.dbapi_conn.cursor()
+        cursor = None
         try:
+            cursor = self.dbapi_conn.cursor()
             if params is None:
                 cursor.execute(statement)
             else:
@@ -120,16 +124,19 @@ class Sql:
         except self._driver_error as error:
             raise self._on_error(error, statement) from error
         finally:
-            cursor.close()
+            if cursor is not None:
+                cursor.close()
 
     def _adapt(self, params: dict[str, Any]) -> dict[str, Any]:
-        # What UTCDateTime and JSONDocument do for SQLAlchemy: SQLite stores both as text.
-        if self.dialect == "sqlite":
-            for key, value in params.items():
-                if isinstance(value, datetime):
+        # What UTCDateTime does for SQLAlchemy: an instant or nothing (a naive datetime
+        # would be read in the session's or the host's zone), stored as UTC text on SQLite.
+        # JSON columns are encoded by the caller, who knows which they are.
+        for key, value in params.items():
+            if isinstance(value, datetime):
+                if value.tzinfo is None:
+                    raise ValueError(f"naive datetime given to the database layer ({key})")
+                if self.dialect == "sqlite":
                     params[key] = sqlite_time(value)
-                elif isinstance(value, dict | list):
-                    params[key] = json.dumps(value)
         return params
 
 

@@ -440,8 +440,12 @@ def compiled(name: str, dialect_name: str) -> tuple[str, dict[str, Any]] | None:
     """(text, defaults) of one statement for one dialect: the constants it binds are the
     defaults; every other parameter must be a named bindparam the caller passes."""
     built = BUILDERS[name](dialect_name)
-    if built is None or isinstance(built, str):
-        return None if built is None else (built, {})
+    if built is None:
+        return None
+    if isinstance(built, str):
+        # run with a parameter dict, so psycopg2 reads `%` as a placeholder: escaped as
+        # SQLAlchemy escapes compiled text
+        return (built.replace("%", "%%") if dialect_name == "postgresql" else built), {}
     done = cast(SQLCompiler, built.compile(dialect=dialect(dialect_name)))
     # A bindparam made without a value is one the caller passes; every other bound value
     # (None included: `locked_until=None`) is a constant of the statement.

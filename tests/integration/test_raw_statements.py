@@ -171,6 +171,111 @@ def test_one_connection_serves_the_bookings_of_a_process(pg_url: str) -> None:
 
 
 @pytest.mark.postgres
+def test_a_dropped_server_connection_drops_every_kept_one(pg_url: str) -> None:
+    """After the server ends every session (a restart), one call fails, not one per kept
+    connection."""
+    ctx = Context(load_settings({"DATABASE_URL": pg_url}))
+    pids: list[int] = []
+    start = threading.Barrier(2, timeout=30)
+
+    def hold() -> None:
+        with ctx.db.statements() as sql:
+            pids.append(int(sql.text("SELECT pg_backend_pid()").scalar()))
+            start.wait()  # both at once: two connections, both kept after
+
+    try:
+        threads = [threading.Thread(target=hold) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(set(pids)) == 2
+        admin = sa.create_engine(pg_url)
+        with admin.connect() as conn:
+            for pid in pids:
+                conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        admin.dispose()
+        with pytest.raises(DatabaseError), ctx.db.statements() as sql:
+            sql.text("SELECT 1")
+        with ctx.db.statements() as sql:  # the other kept one was dropped too
+            assert sql.text("SELECT 1").scalar() == 1
+        assert _book(ctx, "after") == "scheduled"
+    finally:
+        ctx.close()
+
+
+@pytest.mark.postgres
+def test_many_threads_book_through_one_pool(pg_url: str) -> None:
+    ctx = Context(load_settings({"DATABASE_URL": pg_url}))
+    errors: list[BaseException] = []
+
+    def book_many(t: int) -> None:
+        try:
+            for i in range(15):
+                assert _book(ctx, f"t{t}-{i}") == "scheduled"
+        except BaseException as error:
+            errors.append(error)
+
+    try:
+        threads = [threading.Thread(target=book_many, args=(t,)) for t in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        ctx.close()
+    assert not errors, errors[0]
+    assert len(pending_rows(pg_url)) == 120
+
+
+@pytest.mark.postgres
+def test_the_clocks_connection_becomes_the_engines(pg_url: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command that reads the clock and then works through SQLAlchemy (stats, import,
+    scan) connects once, as before the raw path."""
+    import psycopg2
+
+    made: list[object] = []
+    real = psycopg2.connect
+
+    def counting(*args: object, **kwargs: object) -> object:
+        conn = real(*args, **kwargs)
+        made.append(conn)
+        return conn
+
+    monkeypatch.setattr(psycopg2, "connect", counting)
+    ctx = Context(load_settings({"DATABASE_URL": pg_url}))
+    try:
+        ctx.now()
+        with ctx.db.transaction(readonly=True) as conn:
+            conn.exec_driver_sql("SELECT 1")
+    finally:
+        ctx.close()
+    assert len(made) == 1
+
+
+def test_a_naive_datetime_is_refused_before_it_reaches_the_driver() -> None:
+    import sqlite3
+
+    from followup_cli.store.executor import Sql
+
+    conn = sqlite3.connect(":memory:")
+    sql = Sql(conn, "sqlite", driver_error=sqlite3.Error, on_error=lambda e, s: e)
+    with pytest.raises(ValueError, match="naive datetime"):
+        sql.run("health.count_overdue", cutoff=datetime(2030, 1, 1))
+
+
+def test_a_percent_in_a_text_statement_survives_psycopg2s_formatting() -> None:
+    statements.BUILDERS["test.percent"] = lambda _d: "SELECT '100%'"
+    try:
+        found = statements.compiled("test.percent", "postgresql")
+        assert found is not None and found[0] == "SELECT '100%%'"
+        assert statements.compiled("test.percent", "sqlite") == ("SELECT '100%'", {})
+    finally:
+        del statements.BUILDERS["test.percent"]
+
+
+@pytest.mark.postgres
 def test_threads_share_at_most_the_pool_limit(pg_url: str) -> None:
     ctx = Context(load_settings({"DATABASE_URL": pg_url}))
     pids: set[int] = set()

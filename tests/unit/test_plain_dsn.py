@@ -38,7 +38,9 @@ def sqlalchemy_reads(url: str) -> dict[str, str]:
        query=st.sampled_from(["", "?sslmode=require", "?application_name=a%20b",
                               "?options=-c%20search_path%3Dx", "?a=1&b=2",
                               "?sslmode=disable&connect_timeout=3", "?host=x",
-                              "?application_name=a+b", "?application_name=x%00"]))
+                              "?application_name=a+b", "?application_name=x%00",
+                              "?sslmode=", "?application_name=a&application_name=b",
+                              "?plugin=x"]))
 def test_a_plain_url_reads_the_same_to_libpq_and_sqlalchemy(
         user: str, password: str, host: str, port: str, database: str, query: str) -> None:
     userinfo = f"{user}:{password}@" if user else ""
@@ -67,6 +69,10 @@ def test_a_plain_url_reads_the_same_to_libpq_and_sqlalchemy(
     "postgresql+psycopg2://app:p%zz@db/app",
     "postgresql+psycopg2://app@db/app?host=a,b",
     "postgresql+psycopg2://app@db/app?options=-c+x",
+    "postgresql+psycopg2://app@db/app?sslmode=",  # SQLAlchemy drops it, libpq sets it empty
+    "postgresql+psycopg2://app@db/app?sslmode=disable&sslmode=require",  # a list, the last
+    "postgresql+psycopg2://app@db/app?plugin=x",  # SQLAlchemy's own
+    "postgresql+psycopg2://app@db:0/app",  # SQLAlchemy drops port 0
 ])
 def test_a_url_libpq_would_read_otherwise_is_not_plain(url: str) -> None:
     assert pg_plain_dsn(url) is None
