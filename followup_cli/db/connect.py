@@ -125,7 +125,8 @@ def pg_dsn(url: str) -> str:
 # the raw paths (the idle probe, a booking, health): anything else, an unescaped `?`, `#`,
 # `/` or `@` in a password for one, goes through SQLAlchemy, so that it is read one way
 # only and its errors are worded (and masked) the same everywhere.
-_PART = r"(?:[A-Za-z0-9._~-]|%(?!00)[0-9A-Fa-f]{2})"
+_PART = r"(?:[A-Za-z0-9._~-]|%(?!00)[0-7][0-9A-Fa-f])"  # escapes of ASCII only: %aa alone
+# is no UTF-8 (SQLAlchemy reads U+FFFD, libpq hands psycopg2 a byte it cannot decode)
 _PLAIN_PG_URL = re.compile(
     rf"postgresql(?:\+psycopg2)?://"
     rf"(?:{_PART}+(?::{_PART}*)?@)?"
