@@ -43,10 +43,10 @@ def _lean(name: str) -> typer.Typer:
 
 def _subcommands(name: str) -> list[list[str]]:
     """`[name]`, and `[name, sub]` for each command of a group."""
-    [group] = [g for g in app.registered_groups if g.name == name] or [None]
-    if group is None or group.typer_instance is None:
+    groups = [g for g in app.registered_groups if g.name == name]
+    if not groups or groups[0].typer_instance is None:
         return [[name]]
-    return [[name]] + [[name, c.name] for c in group.typer_instance.registered_commands
+    return [[name]] + [[name, c.name] for c in groups[0].typer_instance.registered_commands
                        if c.name]
 
 
