@@ -65,6 +65,18 @@ def timed(server: Server, template: str, followup: str, args: list[str],
         return seconds
 
 
+def summarize(label: str, old: list[float], new: list[float], note: str, *,
+              digits: int = 2) -> None:
+    """Medians and min-max of both copies, and old/new taken run by run."""
+    ratios = [o / n for o, n in zip(old, new, strict=True)]
+
+    def spread(xs: list[float]) -> str:
+        return f"{statistics.median(xs):.{digits}f} s ({min(xs):.{digits}f}-{max(xs):.{digits}f})"
+
+    print(f"{label}: old {spread(old)}, new {spread(new)}, old/new "
+          f"{statistics.median(ratios):.2f}× ({min(ratios):.2f}-{max(ratios):.2f}), {note}")
+
+
 def cold(server: Server, copies: dict[str, str], samples: int, each_schema: bool) -> None:
     """Cold starts of both copies, interleaved: medians, min-max, old/new ratios."""
     dbs = {"new": migrated(server, "ba_cold", copies["new"])}
@@ -98,12 +110,8 @@ def cold(server: Server, copies: dict[str, str], samples: int, each_schema: bool
                 if name == "schedule post-event" and '"scheduled"' not in done.stdout:
                     raise SystemExit(f"{which} {name} did not schedule: {done.stdout}")
     for name in names:
-        old, new = seconds[(name, "old")], seconds[(name, "new")]
-        ratios = [o / n for o, n in zip(old, new, strict=True)]
-        print(f"cold {name}: old {statistics.median(old):.3f} s ({min(old):.3f}-"
-              f"{max(old):.3f}), new {statistics.median(new):.3f} s ({min(new):.3f}-"
-              f"{max(new):.3f}), old/new {statistics.median(ratios):.2f}× "
-              f"({min(ratios):.2f}-{max(ratios):.2f}), {samples} processes each")
+        summarize(f"cold {name}", seconds[(name, "old")], seconds[(name, "new")],
+                  f"{samples} processes each", digits=3)
 
 
 def main() -> None:
@@ -179,12 +187,8 @@ def main() -> None:
                         seconds.setdefault((case, which), []).append(s)
                         print(f"  {case}, {which}, run {i + 1}: {s:.2f} s", file=sys.stderr)
             for case in cases:
-                old, new = seconds[(case, "old")], seconds[(case, "new")]
-                ratios = [o / n for o, n in zip(old, new, strict=True)]
-                print(f"{case}: old {statistics.median(old):.2f} s ({min(old):.2f}-"
-                      f"{max(old):.2f}), new {statistics.median(new):.2f} s ({min(new):.2f}-"
-                      f"{max(new):.2f}), old/new {statistics.median(ratios):.2f}× "
-                      f"({min(ratios):.2f}-{max(ratios):.2f}), {args.runs} runs each")
+                summarize(case, seconds[(case, "old")], seconds[(case, "new")],
+                          f"{args.runs} runs each")
     finally:
         server.cleanup()
 

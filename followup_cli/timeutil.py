@@ -4,6 +4,7 @@ local time exists only at the edges (parsing input, 'today', send windows, displ
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from followup_cli.errors import InputError
@@ -75,3 +76,26 @@ def human_date(instant: datetime, zone: ZoneInfo) -> str:
 
 def iso(instant: datetime | None) -> str | None:
     return None if instant is None else instant.astimezone(UTC).isoformat()
+
+
+def sqlite_text(instant: datetime) -> str:
+    """An instant as SQLite stores it: the text SQLAlchemy's SQLite DateTime writes of the
+    naive UTC value UTCDateTime gives it (the raw paths write it the same way)."""
+    return instant.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def as_utc(value: Any) -> datetime | None:
+    """A timestamp read back on a raw connection, as UTCDateTime reads it: SQLite gives
+    text, psycopg2 an aware datetime in the session's time zone."""
+    if value is None:
+        return None
+    stamp: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
+def utc_stamp(value: Any) -> datetime:
+    """as_utc of a value that cannot be NULL (a NOT NULL column, the server's clock)."""
+    stamp = as_utc(value)
+    if stamp is None:
+        raise ValueError("a timestamp that cannot be NULL was NULL")
+    return stamp

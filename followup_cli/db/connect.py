@@ -20,6 +20,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from followup_cli.db import CONNECT_TIMEOUT_S, LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS
@@ -112,6 +113,15 @@ def pg_connect_params(url: str, *, environ: Mapping[str, str] | None = None,
     if additions:
         params["options"] = " ".join([options.strip(), *additions]).strip()
     return params
+
+
+def rolled_back(conn: Any) -> bool:
+    """End whatever a DB-API connection has open; False if it cannot be (it broke)."""
+    try:
+        conn.rollback()
+    except Exception:
+        return False
+    return not conn.closed
 
 
 def pg_dsn(url: str) -> str:

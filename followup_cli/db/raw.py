@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from followup_cli.db.compat import RECORD_QUERY, SchemaState, assess
-from followup_cli.db.connect import pg_connect_params, pg_plain_dsn
+from followup_cli.db.connect import pg_connect_params, pg_plain_dsn, rolled_back
 from followup_cli.db.driver_errors import classify
 from followup_cli.errors import DatabaseError
 from followup_cli.store.executor import Sql
@@ -70,7 +70,7 @@ class RawPool:
                 conn.close()
 
     def _give_back(self, conn: Any, generation: int) -> None:
-        healthy = not conn.closed and _rolled_back(conn)
+        healthy = not conn.closed and rolled_back(conn)
         dropped = [conn]
         with self._lock:
             if not healthy:
@@ -123,15 +123,6 @@ class RawPool:
                 conn.commit()
             except psycopg2.Error as error:
                 raise classify(error, "COMMIT", self.url) from error
-
-
-def _rolled_back(conn: Any) -> bool:
-    """End whatever the connection has open; False if it cannot be (it broke)."""
-    try:
-        conn.rollback()
-    except Exception:
-        return False
-    return not conn.closed
 
 
 def schema_state(sql: Sql) -> SchemaState:

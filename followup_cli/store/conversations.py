@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from followup_cli.db.states import EMOTION_WINDOW as EMOTION_WINDOW
 from followup_cli.store.executor import as_utc, of
+from followup_cli.timeutil import utc_stamp
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -33,13 +34,7 @@ def recent_scored_messages(conn: Any, conversation_id: str) -> list[ScoredMessag
     """The newest EMOTION_WINDOW messages of one conversation that carry an emotion score,
     newest first."""
     rows = of(conn).run("conversations.recent_scored", conversation_id=conversation_id).rows
-    return [ScoredMessage(_stamp(r[0]), str(r[1]), float(r[2])) for r in rows]
-
-
-def _stamp(value: Any) -> datetime:
-    stamp = as_utc(value)
-    assert stamp is not None  # created_at is NOT NULL
-    return stamp
+    return [ScoredMessage(utc_stamp(r[0]), str(r[1]), float(r[2])) for r in rows]
 
 
 def recent_scores(conn: Any, conversation_id: str) -> list[float]:

@@ -10,10 +10,12 @@ Database.errors() translates the same way.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from followup_cli.store import sql_text
+from followup_cli.timeutil import as_utc as as_utc  # re-exported for the store modules
+from followup_cli.timeutil import sqlite_text
 
 ErrorHook = Callable[[Exception, str], BaseException]
 
@@ -37,20 +39,6 @@ class Result:
 
     def scalar(self) -> Any:
         return self.rows[0][0] if self.rows else None
-
-
-def sqlite_time(instant: datetime) -> str:
-    """The text SQLAlchemy's SQLite DateTime writes (UTCDateTime stores naive UTC)."""
-    return instant.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def as_utc(value: Any) -> datetime | None:
-    """A timestamp read back as UTCDateTime reads it: SQLite gives text, psycopg2 an aware
-    datetime in the session's time zone."""
-    if value is None:
-        return None
-    stamp: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
 class Sql:
@@ -136,7 +124,7 @@ class Sql:
                 if value.tzinfo is None:
                     raise ValueError(f"naive datetime given to the database layer ({key})")
                 if self.dialect == "sqlite":
-                    params[key] = sqlite_time(value)
+                    params[key] = sqlite_text(value)
         return params
 
 

@@ -21,6 +21,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from followup_cli.db.connect import pg_connect_params, pg_plain_dsn, rolled_back, sqlite_path
+from followup_cli.timeutil import sqlite_text, utc_stamp
+
 # Status literals, not parameters: SQLite's planner then uses the partial indexes.
 DUE_OR_EXPIRED = (
     "SELECT EXISTS (SELECT 1 FROM scheduled_followups"
@@ -38,21 +41,9 @@ RECORD_RUN = (
 )
 
 
-def _sqlite_time(instant: datetime) -> str:
-    # The text form SQLAlchemy's SQLite DateTime writes (UTCDateTime stores naive UTC).
-    return instant.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def _as_utc(value: Any) -> datetime:
-    stamp: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
-
-
 def _connect(url: str, statement_timeout_ms: int, connect_timeout_s: int
              ) -> tuple[Any, str] | None:
     # The same parameters as the full path (followup_cli.db.connect): the URL's own win.
-    from followup_cli.db.connect import pg_connect_params, pg_plain_dsn, sqlite_path
-
     if url.startswith("postgresql+psycopg2://"):
         import psycopg2
 
@@ -118,7 +109,7 @@ def record_if_idle(url: str, *, revision: str, run_id: str, counts: dict[str, An
     except Exception:
         return False
     finally:
-        if not idle and handover is not None and kind == "pg" and _rolled_back(conn):
+        if not idle and handover is not None and kind == "pg" and rolled_back(conn):
             handover(conn)
         else:
             conn.close()
@@ -131,7 +122,7 @@ def _probe(conn: Any, kind: str, *, revision: str, run_id: str, counts: dict[str
     cur = conn.cursor()
     # PostgreSQL: the database's clock; SQLite lives on this host.
     now_sql, now_args = (("now()", []) if kind == "pg"
-                         else ("?", [_sqlite_time(datetime.now(UTC))]))
+                         else ("?", [sqlite_text(datetime.now(UTC))]))
     p, counts_sql = ("%s", "CAST(%s AS jsonb)") if kind == "pg" else ("?", "?")
     if not _schema_usable(cur, p, revision):
         return False
@@ -140,18 +131,10 @@ def _probe(conn: Any, kind: str, *, revision: str, run_id: str, counts: dict[str
         return False
     cur.execute(OPEN_RUNS.format(now=now_sql), now_args)
     for host, pid, seen, db_now in cur.fetchall():
-        if looks_dead(host, int(pid), _as_utc(seen), _as_utc(db_now)):
+        if looks_dead(host, int(pid), utc_stamp(seen), utc_stamp(db_now)):
             return False  # the full pass closes its record as abandoned
     cur.execute(RECORD_RUN.format(p=p, now=now_sql, counts=counts_sql),
                 [run_id, socket.gethostname(), os.getpid(), *(now_args * 3),
                  json.dumps(counts)])
     conn.commit()
     return True
-
-
-def _rolled_back(conn: Any) -> bool:
-    try:
-        conn.rollback()
-    except Exception:
-        return False
-    return not conn.closed
