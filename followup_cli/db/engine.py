@@ -10,7 +10,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ from followup_cli.db import SQLITE_BUSY_TIMEOUT_MS, guide_rows
 from followup_cli.db.compat import RECORD_QUERY, Record, SchemaState, assess
 from followup_cli.db.connect import (
     pg_connect_params,
+    pg_plain_dsn,
     prepare_sqlite_file,
     sqlite_path,
     sqlite_url,
@@ -45,6 +46,21 @@ def translate(error: exc.SQLAlchemyError, url: str) -> FollowupError:
     return classify(orig, getattr(error, "statement", None), url)
 
 
+def _ahead_of_this_host(read_clock: Callable[[], datetime]) -> timedelta:
+    """How far the clock `read_clock` reads is ahead of this host's, taken at the midpoint
+    of the round trip (so to within half of it)."""
+    before = time.time()
+    db_now = read_clock()
+    after = time.time()
+    return db_now - datetime.fromtimestamp((before + after) / 2, UTC)
+
+
+def _clock_on(cursor: Any) -> datetime:
+    cursor.execute("SELECT clock_timestamp()")
+    stamp: datetime = cursor.fetchone()[0]
+    return stamp
+
+
 class Database:
     """One per process. Hands out transactions; checks the schema on first use.
 
@@ -63,6 +79,8 @@ class Database:
         self._clock_offset: timedelta | None = None
         self._spare: Any = None  # see adopt()
         self._raw: RawPool | None = None  # see statements()
+        # The URL as libpq takes it, when it reads it as SQLAlchemy does (else no raw path).
+        self._raw_dsn = pg_plain_dsn(url) if self.dialect == "postgresql" else None
         self._raw_lock = threading.Lock()
 
     @classmethod
@@ -154,7 +172,7 @@ class Database:
         SQLite, inside an ordinary transaction (which also completes rows another program
         wrote, and migrates the embedded database), as on PostgreSQL at a URL that libpq
         would not read as SQLAlchemy does (`readonly`: SQLite begins DEFERRED)."""
-        if not self._raw_usable():
+        if self._raw_dsn is None:
             from followup_cli.store.executor import of
 
             with self.transaction(readonly=readonly) as conn:
@@ -168,13 +186,8 @@ class Database:
             if self._raw is None:
                 from followup_cli.db.raw import RawPool
 
-                self._raw = RawPool(self.url)
+                self._raw = RawPool(self.url, self._raw_dsn)
             return self._raw
-
-    def _raw_usable(self) -> bool:
-        from followup_cli.db.connect import pg_plain_dsn
-
-        return self.is_postgres and pg_plain_dsn(self.url) is not None
 
     def _ensure_schema_raw(self, sql: Sql) -> None:
         """ensure_schema's verdict, read on the raw connection; anything but a usable
@@ -266,20 +279,17 @@ class Database:
             if not self.is_postgres:
                 self._clock_offset = timedelta(0)
                 return self._clock_offset
-            if self._engine is None and self._spare is None and self._raw_usable():
+            if self._engine is None and self._spare is None and self._raw_dsn is not None:
                 return self._raw_clock_offset()
             from sqlalchemy import exc
 
             try:
                 with self.engine.connect() as conn:
-                    before = time.time()
-                    db_now: datetime = conn.exec_driver_sql(
-                        "SELECT clock_timestamp()").scalar_one()
-                    after = time.time()
+                    self._clock_offset = _ahead_of_this_host(lambda: conn.exec_driver_sql(
+                        "SELECT clock_timestamp()").scalar_one())
                     conn.rollback()
             except exc.SQLAlchemyError:
                 return timedelta(0)
-            self._clock_offset = db_now - datetime.fromtimestamp((before + after) / 2, UTC)
         return self._clock_offset
 
     def _raw_clock_offset(self) -> timedelta:
@@ -289,19 +299,14 @@ class Database:
 
         for _ in range(2):
             try:
-                with self._raw_pool().connection() as conn:
-                    cursor = conn.cursor()
-                    before = time.time()
-                    cursor.execute("SELECT clock_timestamp()")
-                    db_now: datetime = cursor.fetchone()[0]
-                    after = time.time()
-                    cursor.close()
+                with self._raw_pool().connection() as conn, conn.cursor() as cursor:
+                    offset = _ahead_of_this_host(lambda: _clock_on(cursor))
             except psycopg2.Error:
                 continue  # a kept connection the server dropped: once more, on a new one
             except Exception:
                 break  # no connection at all: not twice the connect timeout
-            self._clock_offset = db_now - datetime.fromtimestamp((before + after) / 2, UTC)
-            return self._clock_offset
+            self._clock_offset = offset
+            return offset
         return timedelta(0)  # as below: the operation's own statement reports it
 
     def _record(self, conn: sa.Connection, revision: str) -> Record | None:

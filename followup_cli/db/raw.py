@@ -34,8 +34,8 @@ class RawPool:
     a long-lived process fails one call after a server restart, not one per kept
     connection."""
 
-    def __init__(self, url: str) -> None:
-        dsn = pg_plain_dsn(url)
+    def __init__(self, url: str, dsn: str | None = None) -> None:
+        dsn = dsn or pg_plain_dsn(url)  # the Database has it already
         if dsn is None:
             raise ValueError("not a URL libpq reads as SQLAlchemy does (see pg_plain_dsn)")
         self.url = url
