@@ -25,42 +25,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 
-# The rules' vocabulary, re-exported: callers that build SQL name it from here.
 from followup_cli.db.states import (
-    ACTIVITY_ROLE as ACTIVITY_ROLE,
-)
-from followup_cli.db.states import (
-    CANCELLED as CANCELLED,
-)
-from followup_cli.db.states import (
-    DUPLICATE_WINDOW as DUPLICATE_WINDOW,
-)
-from followup_cli.db.states import (
-    EXECUTED as EXECUTED,
-)
-from followup_cli.db.states import (
-    FAILED as FAILED,
-)
-from followup_cli.db.states import (
-    LIVE as LIVE,
-)
-from followup_cli.db.states import (
-    PENDING as PENDING,
-)
-from followup_cli.db.states import (
-    POST_EVENT as POST_EVENT,
-)
-from followup_cli.db.states import (
-    PROCESSING as PROCESSING,
-)
-from followup_cli.db.states import (
-    REENGAGEMENT as REENGAGEMENT,
-)
-from followup_cli.db.states import (
-    STATUSES as STATUSES,
-)
-from followup_cli.db.states import (
-    TRIGGER_TYPES as TRIGGER_TYPES,
+    ACTIVITY_ROLE,
+    CANCELLED,
+    DUPLICATE_WINDOW,
+    LIVE,
+    PENDING,
+    POST_EVENT,
+    PROCESSING,
+    REENGAGEMENT,
 )
 
 Table = Any  # an sa.Table or an alias of one: anything with `.c`

@@ -14,15 +14,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateColumn
 
-from followup_cli.db import guide_rows, rules
+from followup_cli.db import guide_rows, rules, states
 from followup_cli.db.partial import partial_index
 
 # Statuses of scheduled_followups (`processing` is the in-flight state of a claimed row) and
-# trigger types; defined with the rules, re-exported here where the tables are.
-PENDING, PROCESSING, EXECUTED, FAILED, CANCELLED = rules.STATUSES
-STATUSES = rules.STATUSES
-POST_EVENT, REENGAGEMENT = rules.TRIGGER_TYPES
-TRIGGER_TYPES = rules.TRIGGER_TYPES
+# trigger types; defined with the rules (db/states.py), re-exported here where the tables are.
+PENDING, PROCESSING, EXECUTED, FAILED, CANCELLED = states.STATUSES
+STATUSES = states.STATUSES
+POST_EVENT, REENGAGEMENT = states.TRIGGER_TYPES
+TRIGGER_TYPES = states.TRIGGER_TYPES
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):

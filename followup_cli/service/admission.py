@@ -15,10 +15,11 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from followup_cli.store import admission as store
+from followup_cli.store import stage
 from followup_cli.store.executor import Sql, of
 
 ADMITTED, DUPLICATE, AT_CAP, ACTIVE, OVER_LIMIT = (
-    store.ADMITTED, store.DUPLICATE, store.AT_CAP, store.ACTIVE, store.OVER_LIMIT)
+    stage.ADMITTED, stage.DUPLICATE, stage.AT_CAP, stage.ACTIVE, stage.OVER_LIMIT)
 # A stage this large gets statistics before the waves are planned (autovacuum may be off,
 # and a temporary table is never analyzed by it anyway).
 ANALYZE_STAGE_MIN = 1000

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from followup_cli.db.rules import LIVE
 from followup_cli.db.schema import CANCELLED, EXECUTED, FAILED, PENDING, POST_EVENT, PROCESSING
+from followup_cli.db.states import LIVE
 from followup_cli.errors import ExitCode, InputError, RuleViolation
 from followup_cli.service.admission import ADMITTED, AT_CAP, DUPLICATE, Admission
 from followup_cli.service.context import Context

@@ -23,26 +23,8 @@ from typing import Any, NamedTuple
 
 from followup_cli.store import sql_text
 from followup_cli.store.executor import as_utc, of
-from followup_cli.store.stage import (  # re-exported for the service and tests
-    ACTIVE as ACTIVE,
-)
 from followup_cli.store.stage import (
-    ADMITTED as ADMITTED,
-)
-from followup_cli.store.stage import (
-    AT_CAP as AT_CAP,
-)
-from followup_cli.store.stage import (
-    DUPLICATE as DUPLICATE,
-)
-from followup_cli.store.stage import (
-    OVER_LIMIT as OVER_LIMIT,
-)
-from followup_cli.store.stage import (
-    STAGE_FILLFACTOR as STAGE_FILLFACTOR,
-)
-from followup_cli.store.stage import (
-    STAGE_NAME as STAGE_NAME,
+    STAGE_NAME,
 )
 
 FOLLOWUP_COLUMNS = sql_text.FOLLOWUP_COLUMNS

@@ -22,14 +22,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from followup_cli.db import rules
+from followup_cli.db import rules, states
 from followup_cli.db.schema import JSONDocument, UTCDateTime
 from followup_cli.db.schema import ai_conversations as conv
 from followup_cli.db.schema import ai_messages as msg
 from followup_cli.db.schema import followup_runs as runs
 from followup_cli.db.schema import followup_user_guards as guards
 from followup_cli.db.schema import scheduled_followups as sf
-from followup_cli.db.states import EMOTION_WINDOW
 from followup_cli.store.stage import (
     ACTIVE,
     ADMITTED,
@@ -156,7 +155,7 @@ def _note_activity(name: str) -> Built:
     # (the wave's own update of the row then stays heap-only: see STAGE_FILLFACTOR).
     s = stage.alias("s")
     latest = (sa.select(s.c.seq, rules.last_activity(msg, s.c.user_id).label("value"))
-              .where(s.c.trigger_type == rules.REENGAGEMENT).subquery("latest"))
+              .where(s.c.trigger_type == states.REENGAGEMENT).subquery("latest"))
     return (sa.update(stage)
             .where(stage.c.seq == latest.c.seq,
                    stage.c.last_activity.is_distinct_from(latest.c.value))
@@ -190,9 +189,9 @@ def _conflicts(requeue: bool) -> sa.Subquery:
                 .where(s.c.outcome.is_(None), s.c.trigger_type == kind))
 
     found = sa.union_all(
-        matches(rules.POST_EVENT, rules.duplicates_post_event(f, s.c.user_id, s.c.event_at),
+        matches(states.POST_EVENT, rules.duplicates_post_event(f, s.c.user_id, s.c.event_at),
                 f.c.created_at, f.c.id),
-        matches(rules.REENGAGEMENT, rules.closes_period(f, s.c.user_id, s.c.last_activity),
+        matches(states.REENGAGEMENT, rules.closes_period(f, s.c.user_id, s.c.last_activity),
                 f.c.created_at.desc(), f.c.id),
     ).subquery("found")
     return (sa.select(found.c.seq, found.c.existing).where(found.c.rank == 1)
@@ -283,8 +282,8 @@ def _insert_collided(name: str) -> Built:
 @statement("admission.requeue")
 def _requeue(name: str) -> Built:
     chosen = sa.select(stage.c.id).where(stage.c.wave == _WAVE, stage.c.outcome == ADMITTED)
-    return (sa.update(sf).where(sf.c.id.in_(chosen), sf.c.status == rules.FAILED)
-            .values(status=rules.PENDING,
+    return (sa.update(sf).where(sf.c.id.in_(chosen), sf.c.status == states.FAILED)
+            .values(status=states.PENDING,
                     next_attempt_at=sa.bindparam("now", type_=UTCDateTime()),
                     retry_count=0, locked_until=None, locked_by=None))
 
@@ -319,7 +318,7 @@ def newest_scores(conversation_id: Any) -> sa.Select[Any]:
     return (sa.select(msg.c.emotion_score)
             .where(msg.c.conversation_id == conversation_id, msg.c.emotion_score.is_not(None))
             .order_by(msg.c.created_at.desc(), msg.c.id.desc())
-            .limit(EMOTION_WINDOW))
+            .limit(states.EMOTION_WINDOW))
 
 
 @statement("conversations.recent_scored")
@@ -393,18 +392,18 @@ def _count_executed_between(name: str) -> Built:
 
 @statement("health.count_failed_since")
 def _count_failed_since(name: str) -> Built:
-    return _COUNT.where(sf.c.status == rules.FAILED, failed_at() > _time("since"))
+    return _COUNT.where(sf.c.status == states.FAILED, failed_at() > _time("since"))
 
 
 @statement("health.delay_since")
 def _delay_since(name: str) -> Built:
     return (sa.select(sa.func.count(), sa.func.avg(delay_seconds(name))).select_from(sf)
-            .where(sf.c.status == rules.EXECUTED, sf.c.executed_at > _time("since")))
+            .where(sf.c.status == states.EXECUTED, sf.c.executed_at > _time("since")))
 
 
 @statement("health.count_overdue")
 def _count_overdue(name: str) -> Built:
-    return _COUNT.where(sf.c.status == rules.PENDING, sf.c.scheduled_at < _time("cutoff"))
+    return _COUNT.where(sf.c.status == states.PENDING, sf.c.scheduled_at < _time("cutoff"))
 
 
 def _last_run(*where: sa.ColumnElement[bool]) -> sa.Select[Any]:

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from followup_cli.store import admission as store
+from followup_cli.store.stage import STAGE_NAME
 from followup_cli.store.statements import stage
 
 pytestmark = pytest.mark.postgres
@@ -64,7 +65,7 @@ def test_staged_rows_read_back_as_written(conn: sa.Connection,
 def test_a_missing_key_is_null(conn: sa.Connection) -> None:
     with conn.begin() as transaction:
         store.open_stage(conn)
-        store.copy_rows(conn, store.STAGE_NAME, ["seq", "id", "error_message"],
+        store.copy_rows(conn, STAGE_NAME, ["seq", "id", "error_message"],
                         [{"seq": 1, "id": "a", "error_message": "x"}, {"seq": 2, "id": "b"}])
         back = conn.execute(sa.select(stage.c.seq, stage.c.error_message)
                             .order_by(stage.c.seq)).all()
