@@ -55,6 +55,12 @@ def run_migrations_online() -> None:
             render_as_batch=database.dialect == "sqlite",
             compare_type=True,
             on_version_apply=[record_step],
+            # One transaction for the whole upgrade on SQLite too (Alembic would give each
+            # step its own): its BEGIN IMMEDIATE (Database's begin hook) makes processes
+            # meeting a fresh file take turns, and the revision is read under that lock,
+            # so the second finds the steps done instead of repeating them. SQLite's DDL is
+            # transactional once pysqlite's implicit commits are off, as Database does.
+            transactional_ddl=True,
         )
         with context.begin_transaction():
             if database.is_postgres:

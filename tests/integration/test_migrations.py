@@ -297,6 +297,34 @@ def test_sqlite_file_is_created_and_migrated_on_first_use(tmp_path) -> None:
         db.dispose()
 
 
+def test_a_sqlite_upgrade_reads_the_revision_and_applies_every_step_in_one_transaction(
+        tmp_path: Path) -> None:
+    """Processes meeting a fresh file take turns on its write lock. Were it released
+    between steps, a second process could apply steps the first still means to apply
+    ("table followup_user_guards already exists", seen in CI): so from reading the revision
+    to the last step, one transaction, begun with the write lock."""
+    db = Database(f"sqlite:///{tmp_path / 'f.db'}")
+    seen: list[str] = []
+    sa.event.listen(db.engine, "commit", lambda conn: seen.append("COMMIT"))
+    sa.event.listen(db.engine, "before_cursor_execute",
+                    lambda conn, cursor, sql, *args: seen.append(sql.strip()))
+    try:
+        upgrade(db)
+        assert db.current_revision() == compat.head_revision()
+    finally:
+        db.dispose()
+    # From the transaction in which Alembic first looks for its version table to the end.
+    read = next(i for i, sql in enumerate(seen) if "alembic_version" in sql)
+    begun = max(i for i, sql in enumerate(seen[:read]) if sql.startswith("BEGIN"))
+    upgrading = seen[begun:]
+    assert upgrading[0] == "BEGIN IMMEDIATE"
+    steps = [i for i, sql in enumerate(upgrading) if sql.upper().startswith(("CREATE", "DROP"))]
+    commits = [i for i, sql in enumerate(upgrading) if sql == "COMMIT"]
+    assert steps and commits, upgrading
+    assert commits[0] > steps[-1], upgrading  # no commit, so no other process, in between
+    assert not any(sql.startswith("BEGIN") for sql in upgrading[1:commits[0]])
+
+
 RECENT = "ix_ai_messages_conversation_recent"
 
 
