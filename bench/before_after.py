@@ -16,7 +16,8 @@ databases its own `db upgrade` made (the messages are seeded once under OLD's sc
 a clone is upgraded by NEW), so what a new migration changes, an index say, is measured too.
 
 With --cold N, only cold starts instead: N fresh processes each of `schedule post-event`,
-`health`, an idle `run-due` and the interpreter alone (`python -c pass`, each copy's own),
+`health`, a `run-due` with one due row (it must be delivered), an idle `run-due` and the
+interpreter alone (`python -c pass`, each copy's own),
 interleaved (old, new, old, ...), on one migrated database per copy (its own with
 --each-schema); every booking must schedule.
 
@@ -39,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.explain import env_for, migrated
-from bench.pgdb import ADMIN_URL, Server, query
+from bench.pgdb import ADMIN_URL, Server, insert_due, query
 from bench.scenarios.scan import inactive, load
 
 EVENT = "2026-11-14T18:00:00+00:00"
@@ -90,16 +91,21 @@ def cold(server: Server, copies: dict[str, str], samples: int, each_schema: bool
                                     f"{which}-{i}", "--conversation-id", "c",
                                     "--event-date", FUTURE_EVENT, "--json"],
             "health": [copies[which], "health", "--json"],
+            "run-due, 1 due row": [copies[which], "run-due", "--json"],
             "run-due, idle": [copies[which], "run-due", "--json"],
             "python -c pass": [python[which], "-c", "pass"],
         }[name]
 
-    names = ["schedule post-event", "health", "run-due, idle", "python -c pass"]
+    names = ["schedule post-event", "health", "run-due, 1 due row", "run-due, idle",
+             "python -c pass"]
     seconds: dict[tuple[str, str], list[float]] = {}
     for i in range(samples):
         for name in names:
             for which in (("old", "new") if i % 2 == 0 else ("new", "old")):
                 env = env_for(server, dbs[which], FOLLOWUP_SENDER="log")
+                due: list[str] = []
+                if name == "run-due, 1 due row":
+                    due = insert_due(server, dbs[which], 1, prefix=f"cold-{which}-{i}")
                 start = time.perf_counter()
                 done = subprocess.run(case(which, name, i), env=env, cwd="/",
                                       capture_output=True, text=True)
@@ -109,6 +115,9 @@ def cold(server: Server, copies: dict[str, str], samples: int, each_schema: bool
                     raise SystemExit(f"{which} {name}: exit {done.returncode}: {done.stderr}")
                 if name == "schedule post-event" and '"scheduled"' not in done.stdout:
                     raise SystemExit(f"{which} {name} did not schedule: {done.stdout}")
+                if due and query(server, dbs[which], "SELECT status FROM scheduled_followups"
+                                 " WHERE id = %s", (due[0],)) != [("executed",)]:
+                    raise SystemExit(f"{which} {name} did not deliver {due[0]}")
     for name in names:
         summarize(f"cold {name}", seconds[(name, "old")], seconds[(name, "new")],
                   f"{samples} processes each", digits=3)

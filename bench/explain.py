@@ -83,11 +83,14 @@ def compiled(statement: Any) -> str:
 def claim_sql() -> tuple[list[str], str]:
     """run-due's claim of 1,000 rows as the pass sends it: its plan settings (SET LOCAL,
     run first in the same transaction) and the statement with its parameters filled in."""
-    from followup_cli.store import delivery
+    from followup_cli.store.sql_text import POSTGRESQL
 
     now = datetime.now(UTC)
-    settings = [s.strip() for s in delivery.PG_CLAIM_PLAN.split(";") if s.strip()]
-    statement = delivery.PG_CLAIM_STATEMENT % {
+    settings = [s.strip() for s in POSTGRESQL["delivery.claim_plan"][0].split(";")
+                if s.strip()]
+    claim, constants = POSTGRESQL["delivery.claim"]
+    statement = claim % {
+        **{name: f"'{value}'" for name, value in constants.items()},
         "due": f"'{now.isoformat()}'::timestamptz", "n": 1000, "run": "'explain'",
         "until": f"'{(now + timedelta(seconds=600)).isoformat()}'::timestamptz"}
     return settings, statement

@@ -152,8 +152,12 @@ class Database:
         return engine
 
     def adopt(self, dbapi_conn: Any) -> None:
-        """Use this open DB-API connection (the idle probe's) as the first of the pool."""
-        self._spare = dbapi_conn
+        """Use this open DB-API connection (the idle probe's) as the first of the pool: the
+        raw one's when statements run there, else the engine's."""
+        if self._raw_dsn is not None:
+            self._raw_pool().adopt(dbapi_conn)
+        else:
+            self._spare = dbapi_conn
 
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:

@@ -69,6 +69,14 @@ class RawPool:
             for conn in stale:
                 conn.close()
 
+    def adopt(self, conn: Any) -> None:
+        """Keep `conn` (open, no transaction, made with the same parameters) as idle."""
+        with self._lock:
+            if len(self._idle) < POOL_KEEP:
+                self._idle.append((conn, self._generation))
+                return
+        conn.close()
+
     def _give_back(self, conn: Any, generation: int) -> None:
         healthy = not conn.closed and rolled_back(conn)
         dropped = [conn]

@@ -13,6 +13,9 @@ POST_EVENT, REENGAGEMENT = "post_event", "reengagement"
 TRIGGER_TYPES = (POST_EVENT, REENGAGEMENT)
 
 LIVE = (PENDING, PROCESSING)
+# A pass's run record (followup_runs.status)
+RUN_RUNNING, RUN_OK, RUN_FAILED, RUN_ABANDONED, RUN_STOPPED = (
+    "running", "ok", "failed", "abandoned", "stopped")
 DUPLICATE_WINDOW = timedelta(days=1)
 ACTIVITY_ROLE = "user"
 EMOTION_WINDOW = 5  # a conversation's last N scored messages choose the template

@@ -44,10 +44,9 @@ if TYPE_CHECKING:
     # fast path of run_due_for() exists to avoid.
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    import sqlalchemy as sa
-
     from followup_cli.service.context import Context
-    from followup_cli.store.delivery import Claimed
+    from followup_cli.store.delivery import Claimed, Failure
+    from followup_cli.store.executor import Sql
 
 log = logging.getLogger("followup.delivery")
 
@@ -262,7 +261,7 @@ def _dry_run(ctx: Context, options: PassOptions, now: datetime, is_open: bool,
     from followup_cli.store import delivery as store
 
     shown = min(options.limit or options.batch_size, options.batch_size, 100)
-    with ctx.db.transaction(readonly=True) as conn:
+    with ctx.db.statements(readonly=True) as conn:
         due = store.count_due(conn, due_before=now)
         rows = store.list_due(conn, due_before=now, limit=shown)
     preview = [{"id": r.id, "user_id": r.user_id, "trigger_type": r.trigger_type,
@@ -325,7 +324,7 @@ class _Pass:
         from followup_cli.store import delivery as store
 
         ctx, result = self.ctx, self.result
-        with ctx.db.transaction() as conn:
+        with ctx.db.statements() as conn:
             run_records.begin(conn, run_id=self.run_id, kind=RUN_KIND, now=self.due_before)
             if not result.window_open:
                 # Outside the send window nothing is touched: not even expired leases.
@@ -337,10 +336,10 @@ class _Pass:
                 return result
         self._recover()
         if self.progress is not None:
-            with ctx.db.transaction(readonly=True) as conn:
+            with ctx.db.statements(readonly=True) as conn:
                 self.total = store.count_due(conn, due_before=self.due_before)
         self._loop()
-        with ctx.db.transaction() as conn:
+        with ctx.db.statements() as conn:
             self._finish(conn)
         log.info("run-due %s: %s", self.run_id, result.counts)
         return result
@@ -349,7 +348,7 @@ class _Pass:
         from followup_cli.store import delivery as store
 
         for _ in range(RECOVER_ROUNDS):
-            with self.ctx.db.transaction() as conn:
+            with self.ctx.db.statements() as conn:
                 # At the pass's own start: what it gives back is due for this very pass.
                 requeued, lost = store.recover_expired(
                     conn, now=self.due_before, max_retries=self.ctx.settings.max_retries)
@@ -567,8 +566,8 @@ class _Pass:
     def _sync_once(self, *, claim: bool, release: bool) -> None:
         ctx = self.ctx
         now_mono = time.monotonic()
-        with ctx.db.transaction() as conn:
-            written, executed, attempts_failed = self._write_back(conn)
+        with ctx.db.statements() as conn:
+            written, executed, failures = self._write_back(conn)
             if release:
                 self._release(conn)
             elif self._renewal_due(now_mono):
@@ -582,20 +581,20 @@ class _Pass:
                 self._claim(conn)
         # Committed: only now do the outcomes count as written.
         self.outcomes = self.outcomes[written:]
-        self._count(executed, attempts_failed)
+        self._count(executed, failures)
         self.flushed_at = now_mono
         if self.progress is not None:
             r = self.result
             self.progress(r.executed + r.retried + r.failed, self.total)
 
-    def _renew(self, conn: sa.Connection, now_mono: float) -> None:
+    def _renew(self, conn: Sql, now_mono: float) -> None:
         from followup_cli.store import delivery as store
 
         store.renew(conn, self.run_id, self.ctx.now() + timedelta(seconds=self.lease))
         self.renewed_at = now_mono
         self.valid_until = now_mono + self.lease
 
-    def _claim(self, conn: sa.Connection) -> None:
+    def _claim(self, conn: Sql) -> None:
         from followup_cli.store import delivery as store
 
         size = self._claim_size()
@@ -612,7 +611,7 @@ class _Pass:
         if len(rows) < size:
             self.drained = True
 
-    def _release(self, conn: sa.Connection) -> None:
+    def _release(self, conn: Sql) -> None:
         from followup_cli.store import delivery as store
 
         unsent = [row.id for row in self.queue]
@@ -621,8 +620,7 @@ class _Pass:
             log.info("handed %d claimed follow-ups back to pending", len(unsent))
             self.queue.clear()
 
-    def _write_back(self, conn: sa.Connection
-                    ) -> tuple[int, list[tuple[str, datetime]], list[dict[str, Any]]]:
+    def _write_back(self, conn: Sql) -> tuple[int, list[tuple[str, datetime]], list[Failure]]:
         """Write the pending outcomes; returns how many, and what was written, which the
         caller counts once the transaction has committed."""
         from followup_cli.store import delivery as store
@@ -630,10 +628,9 @@ class _Pass:
         outcomes = list(self.outcomes)
         if not outcomes:
             return 0, [], []
-        run_id = self.run_id
         max_retries = self.ctx.settings.max_retries
         executed: list[tuple[str, datetime]] = []
-        attempts_failed: list[dict[str, Any]] = []
+        failures: list[Failure] = []
         for outcome in outcomes:
             row = outcome.row
             if outcome.error is None:
@@ -644,34 +641,31 @@ class _Pass:
                 retry_count=int(row.retry_count), max_retries=max_retries,
                 transient=error.transient, retry_after=error.retry_after, now=outcome.at,
                 next_attempt_at=row.next_attempt_at)
-            attempts_failed.append({
-                "b_id": row.id, "b_run": run_id, "b_status": state.status,
-                "b_retry_count": state.retry_count, "b_error": str(error),
-                "b_next": state.next_attempt_at, "b_at": outcome.at})
-        store.mark_executed(conn, run_id, executed)
-        store.mark_attempt_failed(conn, attempts_failed)
-        return len(outcomes), executed, attempts_failed
+            failures.append(store.Failure(row.id, state.status, state.retry_count, str(error),
+                                          state.next_attempt_at, outcome.at))
+        store.mark_executed(conn, self.run_id, executed)
+        store.mark_attempt_failed(conn, self.run_id, failures)
+        return len(outcomes), executed, failures
 
-    def _count(self, executed: list[tuple[str, datetime]],
-               attempts_failed: list[dict[str, Any]]) -> None:
+    def _count(self, executed: list[tuple[str, datetime]], failures: list[Failure]) -> None:
         result = self.result
         result.executed += len(executed)
-        for item in attempts_failed:
-            if item["b_status"] == "failed":
+        for item in failures:
+            if item.status == "failed":
                 result.failed += 1
                 # INFO: the pass report prints one line per such follow-up already
                 log.info("follow-up %s failed for good after %d attempts",
-                         item["b_id"], item["b_retry_count"])
+                         item.id, item.retry_count)
             else:
                 result.retried += 1
                 log.info("follow-up %s: attempt %d failed, next at %s",
-                         item["b_id"], item["b_retry_count"], iso(item["b_next"]))
+                         item.id, item.retry_count, iso(item.next_attempt_at))
             if len(result.problems) < PROBLEMS_SHOWN:
                 result.problems.append({
-                    "id": item["b_id"], "status": item["b_status"],
-                    "retry_count": item["b_retry_count"], "error": item["b_error"],
-                    "next_attempt_at": iso(item["b_next"])
-                    if item["b_status"] == "pending" else None})
+                    "id": item.id, "status": item.status,
+                    "retry_count": item.retry_count, "error": item.error,
+                    "next_attempt_at": iso(item.next_attempt_at)
+                    if item.status == "pending" else None})
         collected = getattr(self.sender, "payloads", None)
         if isinstance(collected, list) and getattr(self.sender, "stream", True) is None:
             done = {fid for fid, _ in executed}
@@ -680,7 +674,7 @@ class _Pass:
 
     # --- the run record -----------------------------------------------------------------
 
-    def _finish(self, conn: sa.Connection) -> None:
+    def _finish(self, conn: Sql) -> None:
         from followup_cli.store import runs
 
         self.result.seconds = time.monotonic() - self.started

@@ -10,10 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the idle fast path of run-due uses looks_dead without SQLAlchemy
-    import sqlalchemy as sa
+from typing import Any
 
 RUN_STALE = timedelta(minutes=10)
 HEARTBEAT_SECONDS = 30.0  # how often a live pass touches its record
@@ -29,8 +26,9 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def close_abandoned(conn: sa.Connection, kind: str, now: datetime) -> int:
-    """Close the records of dead passes of `kind`; returns how many."""
+def close_abandoned(conn: Any, kind: str, now: datetime) -> int:
+    """Close the records of dead passes of `kind`; returns how many. `conn`: the
+    transaction's statements or a SQLAlchemy connection (see store/runs.py)."""
     from followup_cli.store import runs
 
     host = socket.gethostname()
@@ -43,7 +41,7 @@ def close_abandoned(conn: sa.Connection, kind: str, now: datetime) -> int:
     return closed
 
 
-def begin(conn: sa.Connection, *, run_id: str, kind: str, now: datetime) -> None:
+def begin(conn: Any, *, run_id: str, kind: str, now: datetime) -> None:
     """Close dead passes' records of this kind, then record this pass as running."""
     from followup_cli.store import runs
 

@@ -1,31 +1,28 @@
 """Queries of the delivery pass: lease recovery, the due claim, lease renewal, batched
-write-back.
+write-back. Their SQL is in store/statements.py (run by name: a pass on PostgreSQL never
+imports SQLAlchemy); what they read and skip is described there.
 
-The claim and the recovery read only the partial indexes ix_scheduled_followups_due
-(status = 'pending') and ix_scheduled_followups_leased (status = 'processing'), so an idle
-pass costs the same however many executed, failed or cancelled rows the table holds. Both
-skip rows another session has locked: a row held elsewhere never stalls a pass.
+Each takes the transaction's statements (store/executor.Sql) or a SQLAlchemy connection,
+whose transaction they then share.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-import sqlalchemy as sa
+from followup_cli.db.states import FAILED
+from followup_cli.store.executor import Sql, of
+from followup_cli.timeutil import utc_stamp
 
-from followup_cli.db import rules
-from followup_cli.db.schema import FAILED, PENDING, PROCESSING, UTCDateTime
-from followup_cli.db.schema import scheduled_followups as sf
-from followup_cli.store.driver import raw_cursor
-
-LEASE_EXPIRED = "lease expired: the pass holding it died before writing back"
 RECOVER_BATCH = 1000
 
 
 class Claimed(NamedTuple):
-    """What a pass needs to build a delivery and decide its outcome."""
+    """What a pass needs to build a delivery and decide its outcome (the columns of
+    statements.CLAIM_COLUMNS, in that order)."""
 
     id: str
     user_id: str
@@ -40,41 +37,33 @@ class Claimed(NamedTuple):
     created_at: datetime
 
 
-CLAIM_COLUMNS = tuple(sf.c[name] for name in Claimed._fields)
-IS_PENDING = rules.is_due_status(sf)
-IS_PROCESSING = rules.is_held(sf)
+class Failure(NamedTuple):
+    """A failed attempt's write-back: pending again (retry at `next_attempt_at`) or
+    failed for good."""
 
-# SQLite's planner, lacking statistics, prefers the (status, scheduled_at) index and sorts
-# every pending row; the partial index yields them already in order. SQLAlchemy renders
-# no SQLite index hints, hence the text.
-SQLITE_DUE_IDS = sa.text(
-    "SELECT id FROM scheduled_followups INDEXED BY ix_scheduled_followups_due "
-    f"WHERE status = '{PENDING}' AND next_attempt_at <= :due "
-    "ORDER BY next_attempt_at LIMIT :n"
-).bindparams(sa.bindparam("due", type_=UTCDateTime()), sa.bindparam("n", type_=sa.Integer()))
-SQLITE_EXPIRED_IDS = sa.text(
-    "SELECT id FROM scheduled_followups INDEXED BY ix_scheduled_followups_leased "
-    f"WHERE status = '{PROCESSING}' AND locked_until < :now LIMIT :n"
-).bindparams(sa.bindparam("now", type_=UTCDateTime()), sa.bindparam("n", type_=sa.Integer()))
+    id: str
+    status: str
+    retry_count: int
+    error: str
+    next_attempt_at: datetime
+    at: datetime
 
 
-def _due(due_before: datetime) -> sa.ColumnElement[bool]:
-    return sa.and_(IS_PENDING, sf.c.next_attempt_at <= due_before)
+def _claimed(sql: Sql, rows: list[tuple[Any, ...]]) -> list[Claimed]:
+    """Rows as Claimed, oldest first (RETURNING order is unspecified). psycopg2 gives
+    aware datetimes and decoded JSON already; sqlite3 gives the stored text."""
+    if sql.is_postgres:
+        claimed = [Claimed(*r) for r in rows]
+    else:
+        claimed = [Claimed(r[0], r[1], r[2], r[3],
+                           json.loads(r[4]) if isinstance(r[4], str) else r[4],
+                           r[5], r[6], utc_stamp(r[7]), utc_stamp(r[8]), r[9],
+                           utc_stamp(r[10])) for r in rows]
+    claimed.sort(key=lambda r: (r.next_attempt_at, r.id))
+    return claimed
 
 
-def _locked_ids(conn: sa.Connection, query: sa.Select[Any], sqlite_query: sa.TextClause,
-                params: dict[str, Any]) -> sa.CTE | list[str]:
-    """The ids a statement should change: on PostgreSQL a MATERIALIZED CTE that locks them
-    with FOR UPDATE SKIP LOCKED (the fence matters, as Oban found: a LIMIT subquery inlined
-    into an UPDATE may be re-run by the planner and lock more rows); on SQLite, whose write
-    transactions are serialized (BEGIN IMMEDIATE), the ids themselves."""
-    if conn.dialect.name == "postgresql":
-        return query.with_for_update(skip_locked=True).cte("chosen").prefix_with("MATERIALIZED")
-    return [r[0] for r in conn.execute(sqlite_query, params)]
-
-
-def recover_expired(conn: sa.Connection, *, now: datetime, max_retries: int
-                    ) -> tuple[int, int]:
+def recover_expired(conn: Any, *, now: datetime, max_retries: int) -> tuple[int, int]:
     """Give back at most RECOVER_BATCH claims of passes that died; rows another session
     has locked are left for the next pass. Returns (requeued, failed).
 
@@ -84,170 +73,80 @@ def recover_expired(conn: sa.Connection, *, now: datetime, max_retries: int
     message that kills every pass ends `failed` after max_retries + 2 crashes instead of
     looping for ever. The others are due at once.
     """
-    chosen = _locked_ids(
-        conn,
-        sa.select(sf.c.id).where(IS_PROCESSING, sf.c.locked_until < now)
-        .limit(RECOVER_BATCH),
-        SQLITE_EXPIRED_IDS, {"now": now, "n": RECOVER_BATCH})
-    attempts = sf.c.retry_count + 1
-    update = sa.update(sf).values(
-        status=sa.case((attempts > max_retries + 1, FAILED), else_=PENDING),
-        retry_count=attempts,
-        error_message=LEASE_EXPIRED,
-        next_attempt_at=now,
-        # when the lost attempt is known to have ended: the failure alert and
-        # `cleanup --include-failed` read failures by it
-        last_attempt_at=now,
-        locked_until=None,
-        locked_by=None,
-    ).returning(sf.c.status)
-    if isinstance(chosen, list):
-        if not chosen:
-            return 0, 0
-        rows = conn.execute(update.where(sf.c.id.in_(chosen), IS_PROCESSING)).all()
-    else:
-        rows = conn.execute(update.where(sf.c.id == chosen.c.id)).all()
+    rows = of(conn).run("delivery.recover", now=now, n=RECOVER_BATCH,
+                        failed_after=max_retries + 1).rows
     failed = sum(1 for r in rows if r[0] == FAILED)
     return len(rows) - failed, failed
 
 
-# PostgreSQL: the claim on the raw driver (rows come back as plain tuples, no per-value type
-# processing: the hot path of a pass). Its plan must not depend on statistics: right after
-# a bulk import (autovacuum may be off) the planner would sort every due row for each claim
-# (12 ms a claim instead of 0.7 ms at 100,000 due); walking the due index in order is always
-# right, so the claim's transaction says so.
-PG_CLAIM_PLAN = ("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off; "
-                 "SET LOCAL enable_sort = off; ")
-PG_CLAIM_STATEMENT = (
-    "WITH due AS MATERIALIZED (SELECT id FROM scheduled_followups"
-    f" WHERE status = '{PENDING}' AND next_attempt_at <= %(due)s"
-    " ORDER BY next_attempt_at LIMIT %(n)s FOR UPDATE SKIP LOCKED)"
-    f" UPDATE scheduled_followups AS f SET status = '{PROCESSING}', locked_until = %(until)s,"
-    " locked_by = %(run)s FROM due WHERE f.id = due.id RETURNING "
-    + ", ".join(f"f.{name}" for name in Claimed._fields)
-)
-PG_CLAIM = PG_CLAIM_PLAN + PG_CLAIM_STATEMENT
-
-
-def claim_due(conn: sa.Connection, *, due_before: datetime, limit: int, run_id: str,
+def claim_due(conn: Any, *, due_before: datetime, limit: int, run_id: str,
               locked_until: datetime) -> list[Claimed]:
-    """Claim up to `limit` due follow-ups for this pass, oldest first. Concurrent passes
-    skip each other's locked rows instead of waiting."""
-    if conn.dialect.name == "postgresql":
-        with raw_cursor(conn, "claim") as cursor:
-            cursor.execute(PG_CLAIM, {"due": due_before, "n": limit, "until": locked_until,
-                                      "run": run_id})
-            rows = [Claimed(*r) for r in cursor.fetchall()]
-        rows.sort(key=lambda r: (r.next_attempt_at, r.id))  # RETURNING order is unspecified
-        return rows
-    chosen = _locked_ids(
-        conn,
-        sa.select(sf.c.id).where(_due(due_before)).order_by(sf.c.next_attempt_at).limit(limit),
-        SQLITE_DUE_IDS, {"due": due_before, "n": limit})
-    update = sa.update(sf).values(status=PROCESSING, locked_until=locked_until,
-                                  locked_by=run_id).returning(*CLAIM_COLUMNS)
-    if isinstance(chosen, list):
-        if not chosen:
-            return []
-        update = update.where(sf.c.id.in_(chosen))
-    else:
-        update = update.where(sf.c.id == chosen.c.id)
-    rows = [Claimed(*r) for r in conn.execute(update)]
-    # RETURNING order is unspecified; deliver oldest first.
-    rows.sort(key=lambda r: (r.next_attempt_at, r.id))
-    return rows
+    """Claim up to `limit` due follow-ups for this pass, oldest first."""
+    sql = of(conn)
+    if sql.is_postgres:
+        sql.run("delivery.claim_plan")
+    result = sql.run("delivery.claim", due=due_before, n=limit, until=locked_until,
+                     run=run_id)
+    return _claimed(sql, result.rows)
 
 
-def renew(conn: sa.Connection, run_id: str, locked_until: datetime) -> int:
+def renew(conn: Any, run_id: str, locked_until: datetime) -> int:
     """Extend the lease of everything this pass still holds (its heartbeat)."""
-    result = conn.execute(sa.update(sf).where(IS_PROCESSING, sf.c.locked_by == run_id)
-                          .values(locked_until=locked_until))
-    return int(result.rowcount or 0)
+    return of(conn).run("delivery.renew", run=run_id, until=locked_until).rowcount
 
 
-def _written_by(run_id_param: str) -> sa.ColumnElement[bool]:
-    # Every write-back is fenced by the lease holder: a pass whose lease was recovered and
-    # claimed by another pass can never overwrite that pass's result.
-    return sa.and_(sf.c.id == sa.bindparam("b_id"),
-                   sf.c.locked_by == sa.bindparam(run_id_param),
-                   sf.c.status == PROCESSING)
-
-
-# PostgreSQL: one set-based statement per batch; psycopg2 sends the lists as arrays.
-PG_MARK_EXECUTED = sa.text(
-    "UPDATE scheduled_followups AS f SET status = 'executed', executed_at = v.at,"
-    " last_attempt_at = v.at, locked_until = NULL, locked_by = NULL"
-    " FROM unnest(CAST(:ids AS varchar[]), CAST(:ats AS timestamptz[])) AS v(id, at)"
-    f" WHERE f.id = v.id AND f.locked_by = :run AND f.status = '{PROCESSING}'"
-)
-
-
-PG_MARK_EXECUTED_AT = (
-    "UPDATE scheduled_followups SET status = 'executed', executed_at = %(at)s,"
-    " last_attempt_at = %(at)s, locked_until = NULL, locked_by = NULL"
-    f" WHERE id = ANY(%(ids)s) AND locked_by = %(run)s AND status = '{PROCESSING}'"
-)
-
-
-def mark_executed(conn: sa.Connection, run_id: str, done: Sequence[tuple[str, datetime]]
-                  ) -> None:
+def mark_executed(conn: Any, run_id: str, done: Sequence[tuple[str, datetime]]) -> None:
     """(id, executed and attempted at) of delivered follow-ups, in one statement on
-    PostgreSQL (a batch written at one instant: `id = ANY(...)`; else UPDATE ... FROM
+    PostgreSQL (`id = ANY(...)` for a batch written at one instant, else UPDATE ... FROM
     unnest) and one executemany on SQLite."""
     if not done:
         return
-    if conn.dialect.name == "postgresql":
-        ids = [fid for fid, _ in done]
-        first = done[0][1]
-        if all(at == first for _, at in done):
-            conn.exec_driver_sql(PG_MARK_EXECUTED_AT, {"at": first, "ids": ids, "run": run_id})
-        else:
-            conn.execute(PG_MARK_EXECUTED, {"ids": ids, "ats": [at for _, at in done],
-                                            "run": run_id})
+    sql = of(conn)
+    if not sql.is_postgres:
+        sql.run_many("delivery.mark_executed",
+                     ({"id": fid, "at": at, "run": run_id} for fid, at in done))
         return
-    conn.execute(
-        sa.update(sf).where(_written_by("b_run")).values(
-            status="executed", executed_at=sa.bindparam("b_at"),
-            last_attempt_at=sa.bindparam("b_at"), locked_until=None, locked_by=None),
-        [{"b_id": fid, "b_run": run_id, "b_at": at} for fid, at in done],
-    )
+    ids = [fid for fid, _ in done]
+    first = done[0][1]
+    if all(at == first for _, at in done):
+        sql.run("delivery.mark_executed_at", ids=ids, at=first, run=run_id)
+    else:
+        sql.run("delivery.mark_executed", ids=ids, ats=[at for _, at in done], run=run_id)
 
 
-def mark_attempt_failed(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """rows: b_id, b_run, b_status (pending or failed), b_retry_count, b_error, b_next,
-    b_at. scheduled_at is never touched: the delay metric counts from the original time."""
-    if not rows:
+def mark_attempt_failed(conn: Any, run_id: str, failures: Sequence[Failure]) -> None:
+    """Failed attempts, written back in one statement (PostgreSQL) or one executemany."""
+    if not failures:
         return
-    conn.execute(
-        sa.update(sf).where(_written_by("b_run")).values(
-            status=sa.bindparam("b_status"), retry_count=sa.bindparam("b_retry_count"),
-            error_message=sa.bindparam("b_error"), next_attempt_at=sa.bindparam("b_next"),
-            last_attempt_at=sa.bindparam("b_at"), locked_until=None, locked_by=None),
-        list(rows),
-    )
+    sql = of(conn)
+    if sql.is_postgres:
+        sql.run("delivery.mark_failed", run=run_id, ids=[f.id for f in failures],
+                statuses=[f.status for f in failures],
+                retry_counts=[f.retry_count for f in failures],
+                errors=[f.error for f in failures],
+                nexts=[f.next_attempt_at for f in failures], ats=[f.at for f in failures])
+        return
+    sql.run_many("delivery.mark_failed", (
+        {"id": f.id, "run": run_id, "status": f.status, "retry_count": f.retry_count,
+         "error": f.error, "next": f.next_attempt_at, "at": f.at} for f in failures))
 
 
-def release(conn: sa.Connection, ids: Sequence[str], run_id: str) -> int:
+def release(conn: Any, ids: Sequence[str], run_id: str) -> int:
     """Hand claimed but unattempted follow-ups back to pending, untouched otherwise."""
     if not ids:
         return 0
-    result = conn.execute(
-        sa.update(sf)
-        .where(sf.c.id.in_(sa.bindparam("ids", expanding=True)),
-               sf.c.locked_by == run_id, sf.c.status == PROCESSING)
-        .values(status=PENDING, locked_until=None, locked_by=None),
-        {"ids": list(ids)},
-    )
-    return int(result.rowcount or 0)
+    sql = of(conn)
+    if sql.is_postgres:
+        return sql.run("delivery.release", ids=list(ids), run=run_id).rowcount
+    return sql.run_many("delivery.release", ({"id": fid, "run": run_id} for fid in ids))
 
 
-def count_due(conn: sa.Connection, *, due_before: datetime) -> int:
-    return int(conn.execute(
-        sa.select(sa.func.count()).select_from(sf).where(_due(due_before))).scalar_one())
+def count_due(conn: Any, *, due_before: datetime) -> int:
+    return int(of(conn).run("delivery.count_due", due=due_before).scalar())
 
 
-def list_due(conn: sa.Connection, *, due_before: datetime, limit: int) -> list[Claimed]:
+def list_due(conn: Any, *, due_before: datetime, limit: int) -> list[Claimed]:
     """The first `limit` due follow-ups, in claim order, without locking anything."""
-    query = (sa.select(*CLAIM_COLUMNS).where(_due(due_before))
-             .order_by(sf.c.next_attempt_at).limit(limit))
-    return [Claimed(*r) for r in conn.execute(query)]
+    sql = of(conn)
+    return _claimed(sql, sql.run("delivery.list_due", due=due_before, n=limit).rows)
+

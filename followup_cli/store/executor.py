@@ -65,7 +65,9 @@ class Sql:
         text, defaults = self._texts[name]
         return self._execute(text, self._adapt({**defaults, **params}))
 
-    def run_many(self, name: str, rows: Iterable[Mapping[str, Any]]) -> None:
+    def run_many(self, name: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """One executemany; returns the rows it changed (sqlite3 sums them; psycopg2 runs
+        each row on its own round trip, so PostgreSQL's callers send arrays instead)."""
         text, defaults = self._texts[name]
         for listener in listeners:
             listener(text)
@@ -73,6 +75,7 @@ class Sql:
         try:
             cursor = self.dbapi_conn.cursor()
             cursor.executemany(text, (self._adapt({**defaults, **row}) for row in rows))
+            return int(cursor.rowcount)
         except self._driver_error as error:
             raise self._on_error(error, text) from error
         finally:

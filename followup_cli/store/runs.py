@@ -1,64 +1,61 @@
-"""The run record: one row per pass (run-due, scan-inactive, ...), read by `health`."""
+"""The run record: one row per pass (run-due, scan-inactive, ...), read by `health`.
+
+Written by name (store/statements.py), so a delivery pass on PostgreSQL never imports
+SQLAlchemy. Each function takes the transaction's statements (store/executor.Sql) or a
+SQLAlchemy connection, whose transaction it then shares.
+"""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
-from followup_cli.db.schema import followup_runs as runs
-
-RUNNING, OK, FAILED, ABANDONED, STOPPED = "running", "ok", "failed", "abandoned", "stopped"
+from followup_cli.db.states import RUN_ABANDONED
+from followup_cli.store.executor import of
+from followup_cli.timeutil import as_utc, utc_stamp
 
 
-def start(conn: sa.Connection, *, run_id: str, kind: str, host: str, pid: int,
+def start(conn: Any, *, run_id: str, kind: str, host: str, pid: int,
           started_at: datetime) -> None:
-    conn.execute(sa.insert(runs).values(id=run_id, kind=kind, host=host, pid=pid,
-                                        started_at=started_at, heartbeat_at=started_at,
-                                        status=RUNNING, counts={}))
+    of(conn).run("runs.start", id=run_id, kind=kind, host=host, pid=pid, at=started_at,
+                 counts="{}")
 
 
-def heartbeat(conn: sa.Connection, run_id: str, at: datetime) -> None:
-    conn.execute(sa.update(runs).where(runs.c.id == run_id).values(heartbeat_at=at))
+def heartbeat(conn: Any, run_id: str, at: datetime) -> None:
+    of(conn).run("runs.heartbeat", id=run_id, at=at)
 
 
-def finish(conn: sa.Connection, *, run_id: str, finished_at: datetime, status: str,
+def finish(conn: Any, *, run_id: str, finished_at: datetime, status: str,
            counts: dict[str, Any], error_message: str | None = None) -> None:
-    conn.execute(sa.update(runs).where(runs.c.id == run_id).values(
-        finished_at=finished_at, heartbeat_at=finished_at, status=status, counts=counts,
-        error_message=error_message))
+    of(conn).run("runs.finish", id=run_id, at=finished_at, status=status,
+                 counts=json.dumps(counts), error=error_message)
 
 
-def running(conn: sa.Connection, kind: str) -> list[dict[str, Any]]:
+def running(conn: Any, kind: str) -> list[dict[str, Any]]:
     """Records of passes of a kind that have not finished (alive, or dead and not yet
     noticed): id, host, pid, started_at, heartbeat_at."""
-    query = (sa.select(runs.c.id, runs.c.host, runs.c.pid, runs.c.started_at,
-                       runs.c.heartbeat_at)
-             .where(runs.c.kind == kind, runs.c.finished_at.is_(None)))
-    return [dict(r) for r in conn.execute(query).mappings()]
+    return [{"id": rid, "host": host, "pid": pid, "started_at": utc_stamp(started),
+             "heartbeat_at": as_utc(beat)}
+            for rid, host, pid, started, beat in of(conn).run("runs.running", kind=kind).rows]
 
 
-def abandon(conn: sa.Connection, run_id: str, last_seen: datetime) -> None:
+def abandon(conn: Any, run_id: str, last_seen: datetime) -> None:
     """Close the record of a pass that died: it finished, as far as anyone can tell, when
     it was last seen alive."""
-    conn.execute(sa.update(runs).where(runs.c.id == run_id, runs.c.finished_at.is_(None))
-                 .values(status=ABANDONED, finished_at=last_seen,
-                         error_message="the pass died before finishing"))
+    of(conn).run("runs.abandon", id=run_id, at=last_seen)
 
 
-def last_finished(conn: sa.Connection, kind: str) -> dict[str, Any] | None:
+def last_finished(conn: Any, kind: str) -> dict[str, Any] | None:
     """The most recently finished pass of a kind (idle passes count: they ran; abandoned
     ones do not: they did not finish)."""
+    import sqlalchemy as sa
+
+    from followup_cli.db.schema import followup_runs as runs
+
     row = conn.execute(
         sa.select(runs).where(runs.c.kind == kind, runs.c.finished_at.is_not(None),
-                              runs.c.status != ABANDONED)
+                              runs.c.status != RUN_ABANDONED)
         .order_by(runs.c.finished_at.desc()).limit(1)
     ).mappings().first()
     return None if row is None else dict(row)
-
-
-def delete_finished_before(conn: sa.Connection, cutoff: datetime) -> int:
-    """Retention for the run record itself."""
-    result = conn.execute(sa.delete(runs).where(runs.c.finished_at < cutoff))
-    return int(result.rowcount or 0)

@@ -127,6 +127,51 @@ POSTGRESQL: dict[str, tuple[str, dict[str, Any]]] = {
         "WHERE ai_messages.conversation_id = %(conversation_id)s AND ai_messages.emotion_score IS NOT NULL ORDER BY ai_messages.created_at DESC, ai_messages.id DESC \n"
         " LIMIT %(param_1)s"
         , {'param_1': 5}),
+    'delivery.claim': (
+        "WITH due AS MATERIALIZED \n"
+        "(SELECT scheduled_followups.id AS id \n"
+        "FROM scheduled_followups \n"
+        "WHERE scheduled_followups.status = 'pending' AND scheduled_followups.next_attempt_at <= %(due)s ORDER BY scheduled_followups.next_attempt_at \n"
+        " LIMIT %(n)s FOR UPDATE SKIP LOCKED)\n"
+        " UPDATE scheduled_followups SET status=%(status)s, locked_until=%(until)s, locked_by=%(run)s FROM due WHERE scheduled_followups.id = due.id RETURNING scheduled_followups.id, scheduled_followups.user_id, scheduled_followups.conversation_id, scheduled_followups.trigger_type, scheduled_followups.trigger_data, scheduled_followups.template_id, scheduled_followups.message_content, scheduled_followups.scheduled_at, scheduled_followups.next_attempt_at, scheduled_followups.retry_count, scheduled_followups.created_at"
+        , {'status': 'processing'}),
+    'delivery.claim_plan': (
+        "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off"
+        , {}),
+    'delivery.count_due': (
+        "SELECT count(*) AS count_1 \n"
+        "FROM scheduled_followups \n"
+        "WHERE scheduled_followups.status = 'pending' AND scheduled_followups.next_attempt_at <= %(due)s"
+        , {}),
+    'delivery.list_due': (
+        "SELECT scheduled_followups.id, scheduled_followups.user_id, scheduled_followups.conversation_id, scheduled_followups.trigger_type, scheduled_followups.trigger_data, scheduled_followups.template_id, scheduled_followups.message_content, scheduled_followups.scheduled_at, scheduled_followups.next_attempt_at, scheduled_followups.retry_count, scheduled_followups.created_at \n"
+        "FROM scheduled_followups \n"
+        "WHERE scheduled_followups.status = 'pending' AND scheduled_followups.next_attempt_at <= %(due)s ORDER BY scheduled_followups.next_attempt_at \n"
+        " LIMIT %(n)s"
+        , {}),
+    'delivery.mark_executed': (
+        "UPDATE scheduled_followups AS f SET status = 'executed', executed_at = v.at, last_attempt_at = v.at, locked_until = NULL, locked_by = NULL FROM unnest(CAST(%(ids)s AS varchar[]), CAST(%(ats)s AS timestamptz[])) AS v(id, at) WHERE f.id = v.id AND f.locked_by = %(run)s AND f.status = 'processing'"
+        , {}),
+    'delivery.mark_executed_at': (
+        "UPDATE scheduled_followups SET executed_at=%(at)s, status=%(status)s, locked_until=%(locked_until)s, locked_by=%(locked_by)s, last_attempt_at=%(at)s WHERE scheduled_followups.locked_by = %(run)s AND scheduled_followups.status = 'processing' AND scheduled_followups.id = ANY (%(ids)s::VARCHAR[])"
+        , {'status': 'executed', 'locked_until': None, 'locked_by': None}),
+    'delivery.mark_failed': (
+        "UPDATE scheduled_followups AS f SET status = v.status, retry_count = v.retry_count, error_message = v.error, next_attempt_at = v.next, last_attempt_at = v.at, locked_until = NULL, locked_by = NULL FROM unnest(CAST(%(ids)s AS varchar[]), CAST(%(statuses)s AS varchar[]), CAST(%(retry_counts)s AS integer[]), CAST(%(errors)s AS text[]), CAST(%(nexts)s AS timestamptz[]), CAST(%(ats)s AS timestamptz[])) AS v(id, status, retry_count, error, next, at) WHERE f.id = v.id AND f.locked_by = %(run)s AND f.status = 'processing'"
+        , {}),
+    'delivery.recover': (
+        "WITH chosen AS MATERIALIZED \n"
+        "(SELECT scheduled_followups.id AS id \n"
+        "FROM scheduled_followups \n"
+        "WHERE scheduled_followups.status = 'processing' AND scheduled_followups.locked_until < %(now)s \n"
+        " LIMIT %(n)s FOR UPDATE SKIP LOCKED)\n"
+        " UPDATE scheduled_followups SET status=CASE WHEN (scheduled_followups.retry_count + %(retry_count_1)s > %(failed_after)s) THEN %(param_1)s ELSE %(param_2)s END, error_message=%(error_message)s, retry_count=(scheduled_followups.retry_count + %(retry_count_1)s), next_attempt_at=%(now)s, locked_until=%(locked_until)s, locked_by=%(locked_by)s, last_attempt_at=%(now)s FROM chosen WHERE scheduled_followups.id = chosen.id RETURNING scheduled_followups.status"
+        , {'retry_count_1': 1, 'param_1': 'failed', 'param_2': 'pending', 'error_message': 'lease expired: the pass holding it died before writing back', 'locked_until': None, 'locked_by': None}),
+    'delivery.release': (
+        "UPDATE scheduled_followups SET status=%(status)s, locked_until=%(locked_until)s, locked_by=%(locked_by)s WHERE scheduled_followups.id = ANY (%(ids)s::VARCHAR[]) AND scheduled_followups.locked_by = %(run)s AND scheduled_followups.status = 'processing'"
+        , {'status': 'pending', 'locked_until': None, 'locked_by': None}),
+    'delivery.renew': (
+        "UPDATE scheduled_followups SET locked_until=%(until)s WHERE scheduled_followups.status = 'processing' AND scheduled_followups.locked_by = %(run)s"
+        , {}),
     'followups.summary': (
         "SELECT scheduled_followups.scheduled_at, scheduled_followups.template_id, scheduled_followups.conversation_id \n"
         "FROM scheduled_followups \n"
@@ -191,6 +236,23 @@ POSTGRESQL: dict[str, tuple[str, dict[str, Any]]] = {
         "WHERE followup_runs.kind = %(kind)s AND followup_runs.finished_at IS NOT NULL AND followup_runs.status = %(status)s ORDER BY followup_runs.finished_at DESC \n"
         " LIMIT %(param_1)s"
         , {'param_1': 1}),
+    'runs.abandon': (
+        "UPDATE followup_runs SET finished_at=%(at)s, status=%(status)s, error_message=%(error_message)s WHERE followup_runs.id = %(id)s AND followup_runs.finished_at IS NULL"
+        , {'status': 'abandoned', 'error_message': 'the pass died before finishing'}),
+    'runs.finish': (
+        "UPDATE followup_runs SET finished_at=%(at)s, status=%(status)s, counts=%(counts)s::JSONB, error_message=%(error)s, heartbeat_at=%(at)s WHERE followup_runs.id = %(id)s"
+        , {}),
+    'runs.heartbeat': (
+        "UPDATE followup_runs SET heartbeat_at=%(at)s WHERE followup_runs.id = %(id)s"
+        , {}),
+    'runs.running': (
+        "SELECT followup_runs.id, followup_runs.host, followup_runs.pid, followup_runs.started_at, followup_runs.heartbeat_at \n"
+        "FROM followup_runs \n"
+        "WHERE followup_runs.kind = %(kind)s AND followup_runs.finished_at IS NULL"
+        , {}),
+    'runs.start': (
+        "INSERT INTO followup_runs (id, kind, host, pid, started_at, status, counts, heartbeat_at) VALUES (%(id)s, %(kind)s, %(host)s, %(pid)s, %(at)s, %(status)s, %(counts)s::JSONB, %(at)s)"
+        , {'status': 'running'}),
     'stage.create': (
         "CREATE TEMPORARY TABLE IF NOT EXISTS followup_stage ( seq BIGINT NOT NULL, id VARCHAR(255), conversation_id VARCHAR(255), user_id VARCHAR(255), trigger_type VARCHAR(50), trigger_data JSONB, scheduled_at TIMESTAMP WITH TIME ZONE, executed_at TIMESTAMP WITH TIME ZONE, cancelled_at TIMESTAMP WITH TIME ZONE, status VARCHAR(20), template_id VARCHAR(50), message_content TEXT, created_at TIMESTAMP WITH TIME ZONE, error_message TEXT, retry_count INTEGER, next_attempt_at TIMESTAMP WITH TIME ZONE, locked_until TIMESTAMP WITH TIME ZONE, locked_by VARCHAR(64), last_attempt_at TIMESTAMP WITH TIME ZONE, event_at TIMESTAMP WITH TIME ZONE, inactive_before TIMESTAMP WITH TIME ZONE, last_activity TIMESTAMP WITH TIME ZONE, outcome VARCHAR(20), existing_id VARCHAR(255), wave INTEGER, PRIMARY KEY (seq) ) WITH (fillfactor = 45) ON COMMIT DELETE ROWS"
         , {}),
@@ -310,6 +372,35 @@ SQLITE: dict[str, tuple[str, dict[str, Any]]] = {
         "WHERE ai_messages.conversation_id = :conversation_id AND ai_messages.emotion_score IS NOT NULL ORDER BY ai_messages.created_at DESC, ai_messages.id DESC\n"
         " LIMIT :param_1 OFFSET :param_2"
         , {'param_1': 5, 'param_2': 0}),
+    'delivery.claim': (
+        "UPDATE scheduled_followups SET status=:status, locked_until=:until, locked_by=:run WHERE id IN (SELECT id FROM scheduled_followups INDEXED BY ix_scheduled_followups_due WHERE status = 'pending' AND next_attempt_at <= :due ORDER BY next_attempt_at LIMIT :n) RETURNING id, user_id, conversation_id, trigger_type, trigger_data, template_id, message_content, scheduled_at, next_attempt_at, retry_count, created_at"
+        , {'status': 'processing'}),
+    'delivery.count_due': (
+        "SELECT count(*) AS count_1 \n"
+        "FROM scheduled_followups \n"
+        "WHERE scheduled_followups.status = 'pending' AND scheduled_followups.next_attempt_at <= :due"
+        , {}),
+    'delivery.list_due': (
+        "SELECT scheduled_followups.id, scheduled_followups.user_id, scheduled_followups.conversation_id, scheduled_followups.trigger_type, scheduled_followups.trigger_data, scheduled_followups.template_id, scheduled_followups.message_content, scheduled_followups.scheduled_at, scheduled_followups.next_attempt_at, scheduled_followups.retry_count, scheduled_followups.created_at \n"
+        "FROM scheduled_followups \n"
+        "WHERE scheduled_followups.status = 'pending' AND scheduled_followups.next_attempt_at <= :due ORDER BY scheduled_followups.next_attempt_at\n"
+        " LIMIT :n OFFSET :param_1"
+        , {'param_1': 0}),
+    'delivery.mark_executed': (
+        "UPDATE scheduled_followups SET executed_at=:at, status=:status, locked_until=:locked_until, locked_by=:locked_by, last_attempt_at=:at WHERE scheduled_followups.locked_by = :run AND scheduled_followups.status = 'processing' AND scheduled_followups.id = :id"
+        , {'status': 'executed', 'locked_until': None, 'locked_by': None}),
+    'delivery.mark_failed': (
+        "UPDATE scheduled_followups SET status=:status, error_message=:error, retry_count=:retry_count, next_attempt_at=:next, locked_until=:locked_until, locked_by=:locked_by, last_attempt_at=:at WHERE scheduled_followups.locked_by = :run AND scheduled_followups.status = 'processing' AND scheduled_followups.id = :id"
+        , {'locked_until': None, 'locked_by': None}),
+    'delivery.recover': (
+        "UPDATE scheduled_followups SET status=CASE WHEN (scheduled_followups.retry_count + :retry_count_1 > :failed_after) THEN :param_1 ELSE :param_2 END, error_message=:error_message, retry_count=(scheduled_followups.retry_count + :retry_count_1), next_attempt_at=:now, locked_until=:locked_until, locked_by=:locked_by, last_attempt_at=:now WHERE id IN (SELECT id FROM scheduled_followups INDEXED BY ix_scheduled_followups_leased WHERE status = 'processing' AND locked_until < :now LIMIT :n) AND scheduled_followups.status = 'processing' RETURNING status"
+        , {'retry_count_1': 1, 'param_1': 'failed', 'param_2': 'pending', 'error_message': 'lease expired: the pass holding it died before writing back', 'locked_until': None, 'locked_by': None}),
+    'delivery.release': (
+        "UPDATE scheduled_followups SET status=:status, locked_until=:locked_until, locked_by=:locked_by WHERE scheduled_followups.id = :id AND scheduled_followups.locked_by = :run AND scheduled_followups.status = 'processing'"
+        , {'status': 'pending', 'locked_until': None, 'locked_by': None}),
+    'delivery.renew': (
+        "UPDATE scheduled_followups SET locked_until=:until WHERE scheduled_followups.status = 'processing' AND scheduled_followups.locked_by = :run"
+        , {}),
     'followups.summary': (
         "SELECT scheduled_followups.scheduled_at, scheduled_followups.template_id, scheduled_followups.conversation_id \n"
         "FROM scheduled_followups \n"
@@ -366,6 +457,23 @@ SQLITE: dict[str, tuple[str, dict[str, Any]]] = {
         "WHERE followup_runs.kind = :kind AND followup_runs.finished_at IS NOT NULL AND followup_runs.status = :status ORDER BY followup_runs.finished_at DESC\n"
         " LIMIT :param_1 OFFSET :param_2"
         , {'param_1': 1, 'param_2': 0}),
+    'runs.abandon': (
+        "UPDATE followup_runs SET finished_at=:at, status=:status, error_message=:error_message WHERE followup_runs.id = :id AND followup_runs.finished_at IS NULL"
+        , {'status': 'abandoned', 'error_message': 'the pass died before finishing'}),
+    'runs.finish': (
+        "UPDATE followup_runs SET finished_at=:at, status=:status, counts=:counts, error_message=:error, heartbeat_at=:at WHERE followup_runs.id = :id"
+        , {}),
+    'runs.heartbeat': (
+        "UPDATE followup_runs SET heartbeat_at=:at WHERE followup_runs.id = :id"
+        , {}),
+    'runs.running': (
+        "SELECT followup_runs.id, followup_runs.host, followup_runs.pid, followup_runs.started_at, followup_runs.heartbeat_at \n"
+        "FROM followup_runs \n"
+        "WHERE followup_runs.kind = :kind AND followup_runs.finished_at IS NULL"
+        , {}),
+    'runs.start': (
+        "INSERT INTO followup_runs (id, kind, host, pid, started_at, status, counts, heartbeat_at) VALUES (:id, :kind, :host, :pid, :at, :status, :counts, :at)"
+        , {'status': 'running'}),
     'stage.clear': (
         "DELETE FROM followup_stage"
         , {}),

@@ -353,9 +353,8 @@ def test_a_stale_pass_cannot_overwrite(ctx: Context) -> None:
     claim_as_dead_pass(ctx, 1)
     with ctx.db.transaction() as conn:
         store.mark_executed(conn, "another-pass", [(fid, ctx.now())])
-        store.mark_attempt_failed(conn, [{
-            "b_id": fid, "b_run": "another-pass", "b_status": "failed", "b_retry_count": 9,
-            "b_error": "x", "b_next": ctx.now(), "b_at": ctx.now()}])
+        store.mark_attempt_failed(conn, "another-pass", [store.Failure(
+            fid, "failed", 9, "x", ctx.now(), ctx.now())])
         assert store.release(conn, [fid], "another-pass") == 0
     row = by_id(ctx)[fid]
     assert row["status"] == "processing" and row["locked_by"] == "dead-pass"

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from followup_cli.store.conversations import EMOTION_WINDOW, recent_scores_many_query
-from followup_cli.store.delivery import PG_CLAIM_PLAN, PG_CLAIM_STATEMENT
 from followup_cli.store.scanning import candidates_query
+from followup_cli.store.sql_text import POSTGRESQL
 
 pytestmark = pytest.mark.postgres
 
@@ -71,10 +71,11 @@ def test_the_claim_walks_the_due_index_and_never_sorts(pg_engine: sa.Engine, sta
             conn.exec_driver_sql("ANALYZE scheduled_followups")
     with pg_engine.begin() as conn:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute(PG_CLAIM_PLAN)
-        cursor.execute("EXPLAIN (FORMAT JSON) " + PG_CLAIM_STATEMENT,
-                       {"due": NOW, "n": 1000, "until": NOW + timedelta(minutes=5),
-                        "run": "r"})
+        cursor.execute(POSTGRESQL["delivery.claim_plan"][0])
+        claim, constants = POSTGRESQL["delivery.claim"]
+        cursor.execute("EXPLAIN (FORMAT JSON) " + claim,
+                       {**constants, "due": NOW, "n": 1000,
+                        "until": NOW + timedelta(minutes=5), "run": "r"})
         [[[doc]]] = cursor.fetchall()
         conn.rollback()
     plan = list(nodes(doc["Plan"]))
