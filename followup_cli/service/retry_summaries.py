@@ -32,7 +32,7 @@ def summary_is_news(ctx: Context, run_id: str, kinds: Sequence[str]) -> bool:
     record remembers it."""
     wanted = sorted(set(kinds))
     now = ctx.now()
-    with ctx.db.transaction() as conn:
+    with ctx.db.statements() as conn:
         said = retry_summaries.said_since(conn, now - SUMMARY_WINDOW, kind=RUN_KIND,
                                           exclude_run=run_id)
         known = {k for summary in said for k in summary}

@@ -1,8 +1,9 @@
 """The run record: one row per pass (run-due, scan-inactive, ...), read by `health`.
 
 Written by name (store/statements.py), so a delivery pass on PostgreSQL never imports
-SQLAlchemy. Each function takes the transaction's statements (store/executor.Sql) or a
-SQLAlchemy connection, whose transaction it then shares.
+SQLAlchemy. Each function but last_finished (the tests' reader, SQLAlchemy only) takes the
+transaction's statements (store/executor.Sql) or a SQLAlchemy connection, whose
+transaction it then shares.
 """
 
 from __future__ import annotations

@@ -239,6 +239,11 @@ POSTGRESQL: dict[str, tuple[str, dict[str, Any]]] = {
     'runs.abandon': (
         "UPDATE followup_runs SET finished_at=%(at)s, status=%(status)s, error_message=%(error_message)s WHERE followup_runs.id = %(id)s AND followup_runs.finished_at IS NULL"
         , {'status': 'abandoned', 'error_message': 'the pass died before finishing'}),
+    'runs.counts': (
+        "SELECT followup_runs.counts \n"
+        "FROM followup_runs \n"
+        "WHERE followup_runs.id = %(id)s"
+        , {}),
     'runs.finish': (
         "UPDATE followup_runs SET finished_at=%(at)s, status=%(status)s, counts=%(counts)s::JSONB, error_message=%(error)s, heartbeat_at=%(at)s WHERE followup_runs.id = %(id)s"
         , {}),
@@ -250,9 +255,17 @@ POSTGRESQL: dict[str, tuple[str, dict[str, Any]]] = {
         "FROM followup_runs \n"
         "WHERE followup_runs.kind = %(kind)s AND followup_runs.finished_at IS NULL"
         , {}),
+    'runs.set_counts': (
+        "UPDATE followup_runs SET counts=%(counts)s::JSONB WHERE followup_runs.id = %(id)s"
+        , {}),
     'runs.start': (
         "INSERT INTO followup_runs (id, kind, host, pid, started_at, status, counts, heartbeat_at) VALUES (%(id)s, %(kind)s, %(host)s, %(pid)s, %(at)s, %(status)s, %(counts)s::JSONB, %(at)s)"
         , {'status': 'running'}),
+    'runs.summaries_since': (
+        "SELECT followup_runs.counts \n"
+        "FROM followup_runs \n"
+        "WHERE followup_runs.kind = %(kind)s AND followup_runs.finished_at >= %(since)s AND followup_runs.id != %(run)s ORDER BY followup_runs.finished_at DESC"
+        , {}),
     'stage.create': (
         "CREATE TEMPORARY TABLE IF NOT EXISTS followup_stage ( seq BIGINT NOT NULL, id VARCHAR(255), conversation_id VARCHAR(255), user_id VARCHAR(255), trigger_type VARCHAR(50), trigger_data JSONB, scheduled_at TIMESTAMP WITH TIME ZONE, executed_at TIMESTAMP WITH TIME ZONE, cancelled_at TIMESTAMP WITH TIME ZONE, status VARCHAR(20), template_id VARCHAR(50), message_content TEXT, created_at TIMESTAMP WITH TIME ZONE, error_message TEXT, retry_count INTEGER, next_attempt_at TIMESTAMP WITH TIME ZONE, locked_until TIMESTAMP WITH TIME ZONE, locked_by VARCHAR(64), last_attempt_at TIMESTAMP WITH TIME ZONE, event_at TIMESTAMP WITH TIME ZONE, inactive_before TIMESTAMP WITH TIME ZONE, last_activity TIMESTAMP WITH TIME ZONE, outcome VARCHAR(20), existing_id VARCHAR(255), wave INTEGER, PRIMARY KEY (seq) ) WITH (fillfactor = 45) ON COMMIT DELETE ROWS"
         , {}),
@@ -460,6 +473,11 @@ SQLITE: dict[str, tuple[str, dict[str, Any]]] = {
     'runs.abandon': (
         "UPDATE followup_runs SET finished_at=:at, status=:status, error_message=:error_message WHERE followup_runs.id = :id AND followup_runs.finished_at IS NULL"
         , {'status': 'abandoned', 'error_message': 'the pass died before finishing'}),
+    'runs.counts': (
+        "SELECT followup_runs.counts \n"
+        "FROM followup_runs \n"
+        "WHERE followup_runs.id = :id"
+        , {}),
     'runs.finish': (
         "UPDATE followup_runs SET finished_at=:at, status=:status, counts=:counts, error_message=:error, heartbeat_at=:at WHERE followup_runs.id = :id"
         , {}),
@@ -471,9 +489,17 @@ SQLITE: dict[str, tuple[str, dict[str, Any]]] = {
         "FROM followup_runs \n"
         "WHERE followup_runs.kind = :kind AND followup_runs.finished_at IS NULL"
         , {}),
+    'runs.set_counts': (
+        "UPDATE followup_runs SET counts=:counts WHERE followup_runs.id = :id"
+        , {}),
     'runs.start': (
         "INSERT INTO followup_runs (id, kind, host, pid, started_at, status, counts, heartbeat_at) VALUES (:id, :kind, :host, :pid, :at, :status, :counts, :at)"
         , {'status': 'running'}),
+    'runs.summaries_since': (
+        "SELECT followup_runs.counts \n"
+        "FROM followup_runs \n"
+        "WHERE followup_runs.kind = :kind AND followup_runs.finished_at >= :since AND followup_runs.id != :run ORDER BY followup_runs.finished_at DESC"
+        , {}),
     'stage.clear': (
         "DELETE FROM followup_stage"
         , {}),

@@ -639,6 +639,27 @@ def _abandon(name: str) -> Built:
                     error_message="the pass died before finishing"))
 
 
+@statement("runs.summaries_since")
+def _summaries_since(name: str) -> Built:
+    """The counts of the passes of a kind finished since `since` but `run`, newest first
+    (where the retry summaries they printed are kept)."""
+    return (sa.select(runs.c.counts)
+            .where(runs.c.kind == sa.bindparam("kind"), runs.c.finished_at >= _time("since"),
+                   runs.c.id != sa.bindparam("run"))
+            .order_by(runs.c.finished_at.desc()))
+
+
+@statement("runs.counts")
+def _counts(name: str) -> Built:
+    return sa.select(runs.c.counts).where(runs.c.id == sa.bindparam("id"))
+
+
+@statement("runs.set_counts")
+def _set_counts(name: str) -> Built:
+    return (sa.update(runs).where(runs.c.id == sa.bindparam("id"))
+            .values(counts=sa.bindparam("counts")))
+
+
 # --- the generated module ----------------------------------------------------------------
 
 def compiled(name: str, dialect_name: str) -> tuple[str, dict[str, Any]] | None:

@@ -134,6 +134,39 @@ def test_a_pass_with_work_imports_only_what_its_database_needs(db_url: str) -> N
 
 
 @pytest.mark.postgres
+def test_a_pass_that_retries_and_prints_its_summary_never_imports_sqlalchemy(
+        pg_url: str) -> None:
+    """A cron pass whose sends fail prints a retry summary when it is news, which it
+    decides from the run records: by name too, so on PostgreSQL still no SQLAlchemy."""
+    ctx = Context(load_settings({"DATABASE_URL": pg_url}))
+    add_followup(ctx, scheduled_at=ctx.now() - timedelta(minutes=1))
+    ctx.close()
+    code = (
+        "import sys\n"
+        "from followup_cli.cli.app import main\n"
+        "try:\n"
+        "    main(['run-due'])\n"
+        "except SystemExit as exit:\n"
+        "    assert not exit.code, exit.code\n"
+        "print('sqlalchemy' in sys.modules, file=sys.stderr)\n"
+    )
+    env = {"DATABASE_URL": pg_url, "FOLLOWUP_SENDER": "command:false", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "retrying: 1 follow-ups will be retried" in proc.stdout, proc.stdout
+    assert proc.stderr.strip().splitlines()[-1] == "False", proc.stderr
+    ctx = Context(load_settings({"DATABASE_URL": pg_url}))
+    try:
+        with ctx.db.transaction(readonly=True) as conn:
+            counts = conn.execute(sa.text(
+                "SELECT counts FROM followup_runs WHERE kind = 'run-due'")).scalar_one()
+        assert counts["retry_summary"] == ["command exited with 1"], counts
+    finally:
+        ctx.close()
+
+
+@pytest.mark.postgres
 def test_the_full_pass_reuses_the_probes_connection(pg_url: str) -> None:
     """When the probe finds work, its open connection becomes the full pass's first one
     (one connect per cron pass, not two)."""
