@@ -7,6 +7,8 @@
     python -m bench.explain webhook    # py-spy (GIL samples) of run-due --concurrency 64
     python -m bench.explain startup    # -X importtime of the cold commands
     python -m bench.explain api        # statements and cProfile of one API booking
+    python -m bench.explain summary    # what a per-user last-activity table would cost the
+                                       # chat application's inserts and give the scan
 
 Runs the checkout's followup (this interpreter's environment, with the bench extra), in
 scratch databases that are dropped at the end. Figures under a profiler are slower than the
@@ -21,6 +23,7 @@ import io
 import os
 import pstats
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -288,9 +291,82 @@ def api(server: Server) -> None:
     print(top(profile, "tottime", 15))
 
 
+# An experiment for a decision that is not made (issue 13: the scan at 3 %): a per-user
+# last-activity table kept by a trigger on the chat application's message inserts. Not a
+# migration; it exists only in this topic's scratch database.
+SUMMARY_DDL = """
+CREATE TABLE user_last_activity (user_id varchar(255) PRIMARY KEY,
+                                 last_activity timestamptz NOT NULL);
+CREATE INDEX ix_user_last_activity ON user_last_activity (last_activity);
+CREATE FUNCTION note_activity() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO user_last_activity VALUES (NEW.user_id, NEW.created_at)
+    ON CONFLICT (user_id) DO UPDATE SET last_activity = EXCLUDED.last_activity
+    WHERE user_last_activity.last_activity < EXCLUDED.last_activity;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER ai_messages_note_activity AFTER INSERT ON ai_messages
+    FOR EACH ROW WHEN (NEW.role = 'user') EXECUTE FUNCTION note_activity();
+"""
+SUMMARY_USERS = 1_000_000
+SUMMARY_INSERTS = 2_000  # per block; blocks alternate with and without the trigger
+SUMMARY_BLOCKS = 10
+
+
+def summary(server: Server) -> None:
+    """The cost: a chat application's single-message transactions (one INSERT, one COMMIT
+    each) with the trigger on and off, in alternating blocks, against a table of a million
+    users. The gain: the scan's candidates (3 % of a million users inactive 30 days) read
+    from the summary's index."""
+    db = migrated(server, "summary")
+    try:
+        conn = server.connect(db)
+        with conn, conn.cursor() as cur:
+            cur.execute(SUMMARY_DDL)
+            cur.execute(
+                "INSERT INTO user_last_activity SELECT 'u' || g, now() - CASE WHEN g %% 100 < 3"
+                " THEN interval '40 days' ELSE interval '1 day' END"
+                " FROM generate_series(1, %s) AS g", (SUMMARY_USERS,))
+            cur.execute("INSERT INTO ai_conversations (id, user_id, created_at)"
+                        " VALUES ('c', 'u1', now())")
+            cur.execute("ANALYZE user_last_activity")
+        conn.autocommit = False
+        per_insert: dict[bool, list[float]] = {True: [], False: []}
+        with conn.cursor() as cur:
+            for block in range(SUMMARY_BLOCKS):
+                on = block % 2 == 0
+                cur.execute(f"ALTER TABLE ai_messages {'ENABLE' if on else 'DISABLE'}"
+                            " TRIGGER ai_messages_note_activity")
+                conn.commit()
+                start = time.perf_counter()
+                for i in range(SUMMARY_INSERTS):
+                    user = f"u{(block * SUMMARY_INSERTS + i) * 7919 % SUMMARY_USERS}"
+                    cur.execute(
+                        "INSERT INTO ai_messages (id, conversation_id, user_id, role, content,"
+                        " created_at) VALUES (%s, 'c', %s, 'user', 'hello', now())",
+                        (f"m{block}-{i}", user))
+                    conn.commit()
+                per_insert[on].append((time.perf_counter() - start) / SUMMARY_INSERTS)
+        conn.close()
+        with_trigger, without = per_insert[True], per_insert[False]
+        def spread(xs: list[float]) -> str:
+            return (f"{statistics.median(xs) * 1e6:.0f} µs ({min(xs) * 1e6:.0f}-"
+                    f"{max(xs) * 1e6:.0f})")
+
+        print(f"==== a chat message's INSERT and COMMIT, {SUMMARY_INSERTS:,} per block,"
+              f" {SUMMARY_BLOCKS // 2} blocks each: {spread(without)} without the trigger,"
+              f" {spread(with_trigger)} with it; with / without block by block: "
+              + ", ".join(f"{a / b:.2f}×" for a, b in zip(with_trigger, without, strict=True)))
+        print("==== the candidates from the summary, 3 % of a million users inactive 30 days\n"
+              + explain(server, db, "SELECT user_id, last_activity FROM user_last_activity"
+                        " WHERE last_activity < now() - interval '30 days'"))
+    finally:
+        server.drop(db)
+
+
 TOPICS: dict[str, Callable[[Server], None]] = {
     "claim": claim, "scan": scan, "import": import_, "webhook": webhook,
-    "startup": startup, "api": api}
+    "startup": startup, "api": api, "summary": summary}
 
 
 def main() -> None:
