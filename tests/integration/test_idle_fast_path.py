@@ -88,9 +88,9 @@ def test_an_unmigrated_database_is_reported_by_the_full_path(pg_empty_url: str) 
         run_due_for(load_settings({"DATABASE_URL": pg_empty_url, "FOLLOWUP_SENDER": "log"}))
 
 
-def pass_then_print(db_url: str, expression: str) -> str:
+def pass_output(db_url: str, expression: str, sender: str = "log") -> list[str]:
     """Run `followup run-due` in a fresh interpreter, then print `expression` (about
-    sys.modules) there; returns what it printed."""
+    sys.modules) there; returns the lines it printed, the expression's last."""
     code = (
         "import sys\n"
         "from followup_cli.cli.app import main\n"
@@ -100,11 +100,15 @@ def pass_then_print(db_url: str, expression: str) -> str:
         "    assert not exit.code, exit.code\n"
         f"print({expression})\n"
     )
-    env = {"DATABASE_URL": db_url, "FOLLOWUP_SENDER": "log", "PATH": "/usr/bin:/bin"}
+    env = {"DATABASE_URL": db_url, "FOLLOWUP_SENDER": sender, "PATH": "/usr/bin:/bin"}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip().splitlines()[-1]
+    return proc.stdout.strip().splitlines()
+
+
+def pass_then_print(db_url: str, expression: str) -> str:
+    return pass_output(db_url, expression)[-1]
 
 
 def test_an_idle_cron_pass_never_imports_sqlalchemy(db_url: str) -> None:
@@ -141,21 +145,9 @@ def test_a_pass_that_retries_and_prints_its_summary_never_imports_sqlalchemy(
     ctx = Context(load_settings({"DATABASE_URL": pg_url}))
     add_followup(ctx, scheduled_at=ctx.now() - timedelta(minutes=1))
     ctx.close()
-    code = (
-        "import sys\n"
-        "from followup_cli.cli.app import main\n"
-        "try:\n"
-        "    main(['run-due'])\n"
-        "except SystemExit as exit:\n"
-        "    assert not exit.code, exit.code\n"
-        "print('sqlalchemy' in sys.modules, file=sys.stderr)\n"
-    )
-    env = {"DATABASE_URL": pg_url, "FOLLOWUP_SENDER": "command:false", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert "retrying: 1 follow-ups will be retried" in proc.stdout, proc.stdout
-    assert proc.stderr.strip().splitlines()[-1] == "False", proc.stderr
+    *report, imported = pass_output(pg_url, "'sqlalchemy' in sys.modules", "command:false")
+    assert any("retrying: 1 follow-ups will be retried" in line for line in report), report
+    assert imported == "False"
     ctx = Context(load_settings({"DATABASE_URL": pg_url}))
     try:
         with ctx.db.transaction(readonly=True) as conn:
