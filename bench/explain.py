@@ -4,7 +4,9 @@
     python -m bench.explain scan       # the scan-inactive candidate query's plan; cProfile
     python -m bench.explain import     # cProfile of a 100,000-row import; the longest
                                        # statements of a 1,000,000-row one
-    python -m bench.explain webhook    # py-spy (GIL samples) of run-due --concurrency 64
+    python -m bench.explain webhook    # py-spy (GIL samples) of run-due --concurrency 64,
+                                       # its CPU, and httpcore's CPU a request against
+                                       # http.client's
     python -m bench.explain startup    # -X importtime of the cold commands
     python -m bench.explain api        # statements and cProfile of one API booking
     python -m bench.explain summary    # what a per-user last-activity table would cost the
@@ -23,6 +25,7 @@ import io
 import os
 import pstats
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -221,6 +224,66 @@ def _webhook(server: Server, ctx: Context) -> None:
         print(f"-- {title}")
         for frame, n in counter.most_common(25):
             print(f"{n / count:6.1%}  {frame}")
+    _webhook_cpu(server, ctx)
+    _client_cpu(ctx)
+
+
+def _webhook_cpu(server: Server, ctx: Context) -> None:
+    """Wall and CPU time of a pass of 2,000 sends at --concurrency 64, unprofiled."""
+    db = migrated(server, "webhook_cpu")
+    insert_due(server, db, 2000, prefix="c", analyze=True)
+    receiver = Receiver(ctx, 0.05, ctx.tmp / "cpu_counts.json")
+    try:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)  # the receiver is not reaped yet
+        start = time.perf_counter()
+        subprocess.run([FOLLOWUP, "run-due", "--json", "--concurrency", "64"], check=True,
+                       env=env_for(server, db, FOLLOWUP_SENDER=f"webhook:http://127.0.0.1:"
+                                   f"{receiver.port}/hook"), capture_output=True)
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    finally:
+        receiver.stop()
+    user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+    print(f"==== run-due --concurrency 64, 2,000 sends, unprofiled: {wall:.2f} s wall, "
+          f"{user + system:.2f} s CPU ({user:.2f} user, {system:.2f} system: "
+          f"{(user + system) / wall:.0%} of one core), {(user + system) / 2000 * 1e3:.2f} ms "
+          "of CPU a send")
+
+
+def _client_cpu(ctx: Context, n: int = 2000) -> None:
+    """CPU a request of httpcore (what WebhookSender sends with) and of the standard
+    library's http.client, one thread, keep-alive, a receiver that answers at once."""
+    import http.client
+
+    import httpcore
+
+    receiver = Receiver(ctx, 0.0, ctx.tmp / "client_counts.json")
+    body = b'{"id": "x", "message": "' + b"hello " * 20 + b'"}'
+    headers = {"content-type": "application/json", "webhook-id": "x"}
+
+    def with_httpcore() -> None:
+        with httpcore.ConnectionPool(max_connections=1, max_keepalive_connections=1) as pool:
+            for _ in range(n):
+                with pool.stream("POST", f"http://127.0.0.1:{receiver.port}/hook",
+                                 headers=list(headers.items()), content=body) as answer:
+                    for _chunk in answer.iter_stream():
+                        pass
+
+    def with_http_client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", receiver.port, timeout=10)
+        for _ in range(n):
+            conn.request("POST", "/hook", body=body, headers=headers)
+            conn.getresponse().read(65536)
+        conn.close()
+
+    try:
+        print(f"==== CPU a request, {n:,} requests, one thread, keep-alive:")
+        for name, send in (("httpcore", with_httpcore), ("http.client", with_http_client)) * 2:
+            before = time.process_time()
+            send()
+            print(f"  {name}: {(time.process_time() - before) / n * 1e6:.0f} µs")
+    finally:
+        receiver.stop()
 
 
 def startup(server: Server) -> None:
