@@ -113,6 +113,20 @@ def test_the_generated_sql_is_current() -> None:
         == statements.generate()
 
 
+def test_the_claim_returns_the_columns_a_claimed_row_names() -> None:
+    """store/delivery.py builds Claimed from the claim's rows by position and must not
+    import the statements' module (SQLAlchemy): the two lists are kept equal here."""
+    from followup_cli.store.delivery import Claimed
+
+    assert Claimed._fields == statements.CLAIM_COLUMNS
+    for dialect in (sql_text.POSTGRESQL, sql_text.SQLITE):
+        returning = dialect["delivery.claim"][0].rpartition("RETURNING ")[2]
+        selected = dialect["delivery.list_due"][0].partition("SELECT ")[2].partition(" \nFROM")[0]
+        for columns in (returning, selected):
+            names = tuple(c.strip().rpartition(".")[2] for c in columns.split(","))
+            assert names == Claimed._fields, columns
+
+
 @pytest.mark.postgres
 def test_the_generated_text_is_what_the_engines_dialect_compiles(pg_engine: sa.Engine
                                                                   ) -> None:
