@@ -8,13 +8,12 @@ whose transaction they then share.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from followup_cli.db.states import FAILED
-from followup_cli.store.executor import Sql, of
+from followup_cli.store.executor import Sql, document, of
 from followup_cli.timeutil import utc_stamp
 
 RECOVER_BATCH = 1000
@@ -56,7 +55,7 @@ def _claimed(sql: Sql, rows: list[tuple[Any, ...]]) -> list[Claimed]:
         claimed = [Claimed(*r) for r in rows]
     else:
         claimed = [Claimed(r[0], r[1], r[2], r[3],
-                           json.loads(r[4]) if isinstance(r[4], str) else r[4],
+                           document(r[4]),
                            r[5], r[6], utc_stamp(r[7]), utc_stamp(r[8]), r[9],
                            utc_stamp(r[10])) for r in rows]
     claimed.sort(key=lambda r: (r.next_attempt_at, r.id))

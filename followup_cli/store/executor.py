@@ -9,6 +9,7 @@ Database.errors() translates the same way.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,12 @@ ErrorHook = Callable[[Exception, str], BaseException]
 # Called with each statement's text before it runs (tests count what a booking sends:
 # SQLAlchemy's own events do not see these statements).
 listeners: list[Callable[[str], None]] = []
+
+
+def document(value: Any) -> Any:
+    """A JSON column read back on a raw connection, as JSONDocument reads it: psycopg2
+    decodes json and jsonb itself; sqlite3 gives the stored text."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 class Result:

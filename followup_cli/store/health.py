@@ -9,12 +9,11 @@ on both databases.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from followup_cli.store.executor import as_utc, of
+from followup_cli.store.executor import as_utc, document, of
 
 
 def count_by_status(conn: Any, status: str) -> int:
@@ -56,8 +55,7 @@ def last_run(conn: Any, kind: str, *, statuses: Sequence[str] = (),
     row = result.first()
     if row is None:
         return None
-    counts = json.loads(row[2]) if isinstance(row[2], str) else row[2]  # SQLite: text
-    return {"finished_at": as_utc(row[0]), "status": row[1], "counts": counts}
+    return {"finished_at": as_utc(row[0]), "status": row[1], "counts": document(row[2])}
 
 
 def first_finished_at(conn: Any, kind: str) -> datetime | None:

@@ -9,15 +9,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from followup_cli.store.executor import of
+from followup_cli.store.executor import document, of
 
 # Key of the run record's `counts` that holds the error kinds a pass's summary named.
 MARK = "retry_summary"
-
-
-def _document(value: Any) -> Any:
-    # psycopg2 decodes jsonb; sqlite3 gives the stored text
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def said_since(conn: Any, since: datetime, *, kind: str, exclude_run: str
@@ -27,7 +22,7 @@ def said_since(conn: Any, since: datetime, *, kind: str, exclude_run: str
     said: list[list[str]] = []
     for (stored,) in of(conn).run("runs.summaries_since", kind=kind, since=since,
                                   run=exclude_run).rows:
-        counts = _document(stored)
+        counts = document(stored)
         kinds = counts.get(MARK) if isinstance(counts, dict) else None
         if isinstance(kinds, list):
             said.append([str(k) for k in kinds])
@@ -37,7 +32,7 @@ def said_since(conn: Any, since: datetime, *, kind: str, exclude_run: str
 def mark_said(conn: Any, run_id: str, kinds: Sequence[str]) -> None:
     """Record on the pass's own run record that it printed a summary naming `kinds`."""
     sql = of(conn)
-    counts = _document(sql.run("runs.counts", id=run_id).scalar())
+    counts = document(sql.run("runs.counts", id=run_id).scalar())
     if not isinstance(counts, dict):
         return  # no record (a dry run): nothing to remember it by
     sql.run("runs.set_counts", id=run_id, counts=json.dumps({**counts, MARK: list(kinds)}))

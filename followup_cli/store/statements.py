@@ -458,7 +458,7 @@ def _sqlite_chosen(index: str, where: str, tail: str) -> str:
             f" {tail})")
 
 
-def _recovery(name: str) -> sa.Update:
+def _recovery() -> sa.Update:
     attempts = sf.c.retry_count + 1
     return sa.update(sf).values(
         status=sa.case((attempts > sa.bindparam("failed_after", type_=sa.Integer()),
@@ -481,8 +481,8 @@ def _recover(name: str) -> Built:
         chosen = (sa.select(sf.c.id).where(expired).limit(sa.bindparam("n", type_=sa.Integer()))
                   .with_for_update(skip_locked=True).cte("chosen")
                   .prefix_with("MATERIALIZED"))
-        return _recovery(name).where(sf.c.id == chosen.c.id)
-    return _recovery(name).where(sa.text(_sqlite_chosen(
+        return _recovery().where(sf.c.id == chosen.c.id)
+    return _recovery().where(sa.text(_sqlite_chosen(
         "ix_scheduled_followups_leased", f"status = '{states.PROCESSING}' AND locked_until < :now",
         "LIMIT :n")), _IS_HELD)
 
@@ -499,7 +499,7 @@ def _claim_due(name: str) -> Built:
     """Up to `n` due follow-ups, oldest first, claimed for the pass `run` until `until`.
     Concurrent passes skip each other's locked rows instead of waiting."""
     if name == "postgresql":
-        due = (sa.select(sf.c.id).where(_due(name)).order_by(sf.c.next_attempt_at)
+        due = (sa.select(sf.c.id).where(_due()).order_by(sf.c.next_attempt_at)
                .limit(sa.bindparam("n", type_=sa.Integer()))
                .with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED"))
         return _claim().where(sf.c.id == due.c.id)
@@ -525,7 +525,7 @@ def _renew(name: str) -> Built:
     return sa.update(sf).where(_IS_HELD, _HOLDER).values(locked_until=_time("until"))
 
 
-def _written_back(name: str, **values: Any) -> sa.Update:
+def _written_back(**values: Any) -> sa.Update:
     # Every write-back is fenced by the lease holder: a pass whose lease was recovered and
     # claimed by another pass can never overwrite that pass's result.
     return (sa.update(sf).where(_HOLDER, _IS_HELD)
@@ -537,7 +537,7 @@ def _mark_executed_at(name: str) -> Built:
     # PostgreSQL: a batch written at one instant, one statement for all its ids.
     if name != "postgresql":
         return None
-    return _written_back(name, status=states.EXECUTED, executed_at=_time("at")).where(
+    return _written_back(status=states.EXECUTED, executed_at=_time("at")).where(
         sf.c.id == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(sa.String()))))
 
 
@@ -551,7 +551,7 @@ def _mark_executed(name: str) -> Built:
             " last_attempt_at = v.at, locked_until = NULL, locked_by = NULL"
             " FROM unnest(CAST(:ids AS varchar[]), CAST(:ats AS timestamptz[])) AS v(id, at)"
             f" WHERE f.id = v.id AND f.locked_by = :run AND f.status = '{states.PROCESSING}'")
-    return _written_back(name, status=states.EXECUTED, executed_at=_time("at")).where(
+    return _written_back(status=states.EXECUTED, executed_at=_time("at")).where(
         sf.c.id == sa.bindparam("id"))
 
 
@@ -571,7 +571,7 @@ def _mark_failed(name: str) -> Built:
             " AS v(id, status, retry_count, error, next, at)"
             f" WHERE f.id = v.id AND f.locked_by = :run AND f.status = '{states.PROCESSING}'")
     return _written_back(
-        name, status=sa.bindparam("status"), retry_count=sa.bindparam("retry_count"),
+        status=sa.bindparam("status"), retry_count=sa.bindparam("retry_count"),
         error_message=sa.bindparam("error"), next_attempt_at=_time("next"),
     ).where(sf.c.id == sa.bindparam("id"))
 
@@ -586,19 +586,19 @@ def _release(name: str) -> Built:
             .values(status=states.PENDING, locked_until=None, locked_by=None))
 
 
-def _due(name: str) -> sa.ColumnElement[bool]:
+def _due() -> sa.ColumnElement[bool]:
     return sa.and_(rules.is_due_status(sf), sf.c.next_attempt_at <= _time("due"))
 
 
 @statement("delivery.count_due")
 def _count_due(name: str) -> Built:
-    return _COUNT.where(_due(name))
+    return _COUNT.where(_due())
 
 
 @statement("delivery.list_due")
 def _list_due(name: str) -> Built:
     """The first `n` due follow-ups, in claim order, locking nothing (a dry run)."""
-    return (sa.select(*(sf.c[c] for c in CLAIM_COLUMNS)).where(_due(name))
+    return (sa.select(*(sf.c[c] for c in CLAIM_COLUMNS)).where(_due())
             .order_by(sf.c.next_attempt_at).limit(sa.bindparam("n", type_=sa.Integer())))
 
 
