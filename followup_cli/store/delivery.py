@@ -82,10 +82,9 @@ def claim_due(conn: Any, *, due_before: datetime, limit: int, run_id: str,
               locked_until: datetime) -> list[Claimed]:
     """Claim up to `limit` due follow-ups for this pass, oldest first."""
     sql = of(conn)
-    if sql.is_postgres:
-        sql.run("delivery.claim_plan")
-    result = sql.run("delivery.claim", due=due_before, n=limit, until=locked_until,
-                     run=run_id)
+    plan = "delivery.claim_plan" if sql.is_postgres else None  # see statements.py
+    result = sql.run("delivery.claim", after=plan, due=due_before, n=limit,
+                     until=locked_until, run=run_id)
     return _claimed(sql, result.rows)
 
 

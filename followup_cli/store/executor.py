@@ -68,8 +68,12 @@ class Sql:
         """Whether the statement exists on this dialect (some are PostgreSQL's only)."""
         return name in self._texts
 
-    def run(self, name: str, **params: Any) -> Result:
+    def run(self, name: str, *, after: str | None = None, **params: Any) -> Result:
+        """Run `name`; with `after`, the statement of that name (parameterless settings,
+        such as SET LOCAL) first, in the same round trip: the rows are `name`'s."""
         text, defaults = self._texts[name]
+        if after is not None:
+            text = f"{self._texts[after][0]}; {text}"
         return self._execute(text, self._adapt({**defaults, **params}))
 
     def run_many(self, name: str, rows: Iterable[Mapping[str, Any]]) -> int:

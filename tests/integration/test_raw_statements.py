@@ -21,7 +21,8 @@ from followup_cli.service.context import Context
 from followup_cli.service.requests import post_event_request
 from followup_cli.service.scheduling import schedule_post_event
 from followup_cli.settings import load_settings
-from followup_cli.store import sql_text, statements
+from followup_cli.store import delivery, executor, sql_text, statements
+from tests.helpers import add_followup
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,7 +84,6 @@ def test_health_reads_the_same_on_both_kinds_of_connection(db_url: str) -> None:
     SQLAlchemy transaction, on the same rows: the same report."""
     from followup_cli.service.delivery import run_due_for
     from followup_cli.service.monitoring import read_health
-    from tests.helpers import add_followup
 
     ctx = Context(load_settings({"DATABASE_URL": db_url, "FOLLOWUP_SENDER": "log"}))
     try:
@@ -125,6 +125,30 @@ def test_the_claim_returns_the_columns_a_claimed_row_names() -> None:
         for columns in (returning, selected):
             names = tuple(c.strip().rpartition(".")[2] for c in columns.split(","))
             assert names == Claimed._fields, columns
+
+
+@pytest.mark.postgres
+def test_a_claim_and_its_plan_settings_are_one_round_trip(pg_url: str) -> None:
+    """The claim is the hot statement of a pass: its plan settings travel with it, and
+    they hold in its transaction."""
+    ctx = Context(load_settings({"DATABASE_URL": pg_url}))
+    try:
+        fid = add_followup(ctx, scheduled_at=ctx.now() - timedelta(minutes=1))
+        sent: list[str] = []
+        with ctx.db.statements() as sql:
+            executor.listeners.append(sent.append)
+            try:
+                rows = delivery.claim_due(sql, due_before=ctx.now(), limit=10, run_id="r",
+                                          locked_until=ctx.now() + timedelta(minutes=5))
+            finally:
+                executor.listeners.remove(sent.append)
+            assert sql.text("SHOW enable_sort").scalar() == "off"
+        assert [r.id for r in rows] == [fid]
+        [claim] = sent
+        assert claim.startswith(sql_text.POSTGRESQL["delivery.claim_plan"][0] + "; ")
+        assert claim.endswith(sql_text.POSTGRESQL["delivery.claim"][0])
+    finally:
+        ctx.close()
 
 
 @pytest.mark.postgres
