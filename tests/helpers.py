@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -64,3 +67,25 @@ def add_followup(ctx: Context, **fields: Any) -> str:
     with ctx.db.transaction() as conn:
         conn.execute(sa.insert(sf), [row])
     return str(row["id"])
+
+
+def command_then_print(db_url: str, args: list[str], expression: str, *, exit_code: int = 0,
+                       **env: str) -> list[str]:
+    """Run a followup command in a fresh interpreter (it must exit with `exit_code`), then
+    print `expression` there (about sys.modules, say); the lines printed, the expression's
+    last. `env`: more settings (FOLLOWUP_SENDER=...)."""
+    code = (
+        "import sys\n"
+        "from followup_cli.cli.app import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit as exit:\n"
+        f"    assert (exit.code or 0) == {exit_code}, exit.code\n"
+        f"print({expression})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code],
+                          env={"DATABASE_URL": db_url, "PATH": "/usr/bin:/bin", **env},
+                          capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip().splitlines()

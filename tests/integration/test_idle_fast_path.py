@@ -5,8 +5,6 @@ the cron process, which has none)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -20,7 +18,7 @@ from followup_cli.service.delivery import PassOptions, run_due_for
 from followup_cli.service.monitoring import check_health
 from followup_cli.settings import load_settings
 from followup_cli.store import runs
-from tests.helpers import add_followup
+from tests.helpers import add_followup, command_then_print
 
 
 @pytest.fixture
@@ -88,27 +86,9 @@ def test_an_unmigrated_database_is_reported_by_the_full_path(pg_empty_url: str) 
         run_due_for(load_settings({"DATABASE_URL": pg_empty_url, "FOLLOWUP_SENDER": "log"}))
 
 
-def pass_output(db_url: str, expression: str, sender: str = "log") -> list[str]:
-    """Run `followup run-due` in a fresh interpreter, then print `expression` (about
-    sys.modules) there; returns the lines it printed, the expression's last."""
-    code = (
-        "import sys\n"
-        "from followup_cli.cli.app import main\n"
-        "try:\n"
-        "    main(['run-due'])\n"
-        "except SystemExit as exit:\n"
-        "    assert not exit.code, exit.code\n"
-        f"print({expression})\n"
-    )
-    env = {"DATABASE_URL": db_url, "FOLLOWUP_SENDER": sender, "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip().splitlines()
-
-
 def pass_then_print(db_url: str, expression: str) -> str:
-    return pass_output(db_url, expression)[-1]
+    """An idle-or-not `followup run-due` in a fresh interpreter, then `expression`."""
+    return command_then_print(db_url, ["run-due"], expression, FOLLOWUP_SENDER="log")[-1]
 
 
 def test_an_idle_cron_pass_never_imports_sqlalchemy(db_url: str) -> None:
@@ -145,7 +125,8 @@ def test_a_pass_that_retries_and_prints_its_summary_never_imports_sqlalchemy(
     ctx = Context(load_settings({"DATABASE_URL": pg_url}))
     add_followup(ctx, scheduled_at=ctx.now() - timedelta(minutes=1))
     ctx.close()
-    *report, imported = pass_output(pg_url, "'sqlalchemy' in sys.modules", "command:false")
+    *report, imported = command_then_print(
+        pg_url, ["run-due"], "'sqlalchemy' in sys.modules", FOLLOWUP_SENDER="command:false")
     assert any("retrying: 1 follow-ups will be retried" in line for line in report), report
     assert imported == "False"
     ctx = Context(load_settings({"DATABASE_URL": pg_url}))

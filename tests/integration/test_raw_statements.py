@@ -22,29 +22,9 @@ from followup_cli.service.requests import post_event_request
 from followup_cli.service.scheduling import schedule_post_event
 from followup_cli.settings import load_settings
 from followup_cli.store import delivery, executor, sql_text, statements
-from tests.helpers import add_followup
+from tests.helpers import add_followup, command_then_print
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def book_then_print(db_url: str, args: list[str], expression: str, *, exit_code: int = 0
-                    ) -> str:
-    """Run a followup command in a fresh interpreter (it must exit with `exit_code`), then print
-    `expression` there."""
-    code = (
-        "import sys\n"
-        "from followup_cli.cli.app import main\n"
-        "try:\n"
-        f"    main({args!r})\n"
-        "except SystemExit as exit:\n"
-        f"    assert (exit.code or 0) == {exit_code}, exit.code\n"
-        f"print({expression})\n"
-    )
-    env = {"DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=60, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip().splitlines()[-1]
 
 
 def pending_rows(db_url: str) -> list[tuple[str, str]]:
@@ -65,18 +45,18 @@ def pending_rows(db_url: str) -> list[tuple[str, str]]:
 ])
 def test_a_booking_on_postgresql_never_imports_sqlalchemy(pg_url: str, args: list[str]
                                                           ) -> None:
-    assert book_then_print(pg_url, args, "'sqlalchemy' in sys.modules") == "False"
+    assert command_then_print(pg_url, args, "'sqlalchemy' in sys.modules")[-1] == "False"
     assert pending_rows(pg_url) == [("u1", args[1].replace("post-event", "post_event"))]
     # and again: the duplicate is found and reported on the same path
-    assert book_then_print(pg_url, args, "'sqlalchemy' in sys.modules") == "False"
+    assert command_then_print(pg_url, args, "'sqlalchemy' in sys.modules")[-1] == "False"
     assert len(pending_rows(pg_url)) == 1
 
 
 @pytest.mark.postgres
 def test_health_on_postgresql_never_imports_sqlalchemy(pg_url: str) -> None:
     # no pass has run: unhealthy, exit 1
-    assert book_then_print(pg_url, ["health", "--json"], "'sqlalchemy' in sys.modules",
-                           exit_code=1) == "False"
+    assert command_then_print(pg_url, ["health", "--json"], "'sqlalchemy' in sys.modules",
+                              exit_code=1)[-1] == "False"
 
 
 def test_health_reads_the_same_on_both_kinds_of_connection(db_url: str) -> None:
