@@ -3,6 +3,7 @@ send window, the switch, the run record. Time is the FakeClock's."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -132,6 +133,55 @@ def test_concurrency_sends_in_parallel_threads(ctx: Context) -> None:
     result = run_due(ctx, PassOptions(batch_size=10, concurrency=4), sender=sender)
     assert result.executed == 40
     assert sorted(p["id"] for p in sender.payloads) == ids
+
+
+class CountingLock:
+    """A lock that counts how often it is taken (for the futures' conditions)."""
+
+    taken = 0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        CountingLock.taken += 1  # approximate under threads: enough for a bound
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+
+def test_collecting_a_finished_send_does_not_touch_the_sends_still_in_flight(
+        ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pass's thread collects every finished send; that must not cost a lock round
+    trip per send still in flight (concurrent.futures.wait takes and releases the lock of
+    every future it is given, on every call: at --concurrency 64 the pass sent 904/s
+    instead of 981-994/s against a 50 ms receiver)."""
+    from concurrent.futures import Future
+
+    init = Future.__init__
+
+    def counted(self: Future[Any]) -> None:
+        init(self)
+        self._condition = threading.Condition(CountingLock())  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Future, "__init__", counted)
+    CountingLock.taken = 0
+    ids = add_due(ctx, 640)
+    sender = OneByOne(delay=0.005)
+    result = run_due(ctx, PassOptions(batch_size=640, concurrency=64), sender=sender)
+    assert result.executed == 640
+    assert sorted(p["id"] for p in sender.payloads) == ids
+    per_send = CountingLock.taken / 640
+    # 5 a send (submit, run, result, callback, collection); 21-31 when each collection
+    # waits on every future in flight
+    assert 1 <= per_send < 10, per_send
 
 
 def test_limit(ctx: Context) -> None:
