@@ -578,61 +578,62 @@ class _Pass:
                 delay = min(delay * 2, 4.0)
 
     def _sync_once(self, *, claim: bool, release: bool) -> None:
+        """The transaction of `_sync`. What it did changes the pass's state only once it
+        has committed: a claim, a hand-back or a renewal whose COMMIT fails never
+        happened (the rows are pending again, or still held as before), and the retry
+        must find the pass as it was, or it would queue the same rows twice."""
+        from followup_cli.store import delivery as store
+        from followup_cli.store import runs
+
         ctx = self.ctx
         now_mono = time.monotonic()
+        renew = not release and self._renewal_due(now_mono)
+        beat = now_mono - self.beat_at >= 30.0
+        unsent = [row.id for row in self.queue] if release else []
+        size = self._claim_size() if claim else 0
+        released, claimed_mono = 0, now_mono
+        claimed: list[Claimed] = []
         with ctx.db.statements() as conn:
             written, executed, failures = self._write_back(conn)
-            if release:
-                self._release(conn)
-            elif self._renewal_due(now_mono):
-                self._renew(conn, now_mono)
-            if now_mono - self.beat_at >= 30.0:
-                from followup_cli.store import runs
-
+            if unsent:
+                released = store.release(conn, unsent, self.run_id)
+            if renew:
+                store.renew(conn, self.run_id, ctx.now() + timedelta(seconds=self.lease))
+            if beat:
                 runs.heartbeat(conn, self.run_id, ctx.now())
-                self.beat_at = now_mono
             if claim:
-                self._claim(conn)
-        # Committed: only now do the outcomes count as written.
+                # Taken before the claim, so the lease's end errs early, never late.
+                claimed_mono = time.monotonic()
+                claimed = store.claim_due(
+                    conn, due_before=self.due_before, limit=size, run_id=self.run_id,
+                    locked_until=ctx.now() + timedelta(seconds=self.lease))
+        # Committed: only now do the outcomes count as written, the rest as done.
         self.outcomes = self.outcomes[written:]
         self._count(executed, failures)
         self.flushed_at = now_mono
+        if renew:
+            self.renewed_at, self.valid_until = now_mono, now_mono + self.lease
+        if beat:
+            self.beat_at = now_mono
+        if unsent:
+            self.result.released += released
+            log.info("handed %d claimed follow-ups back to pending", len(unsent))
+            self.queue.clear()
+        if claim:
+            self._took(claimed, size, claimed_mono)
         if self.progress is not None:
             r = self.result
             self.progress(r.executed + r.retried + r.failed, self.total)
 
-    def _renew(self, conn: Sql, now_mono: float) -> None:
-        from followup_cli.store import delivery as store
-
-        store.renew(conn, self.run_id, self.ctx.now() + timedelta(seconds=self.lease))
-        self.renewed_at = now_mono
-        self.valid_until = now_mono + self.lease
-
-    def _claim(self, conn: Sql) -> None:
-        from followup_cli.store import delivery as store
-
-        size = self._claim_size()
-        # Taken before the claim, so the lease's end errs early, never late.
-        now_mono = time.monotonic()
-        rows = store.claim_due(conn, due_before=self.due_before, limit=size,
-                               run_id=self.run_id,
-                               locked_until=self.ctx.now() + timedelta(seconds=self.lease))
+    def _took(self, rows: list[Claimed], size: int, claimed_mono: float) -> None:
+        """Hold the rows a committed claim took."""
         if not (self.queue or self.in_flight):
-            self.valid_until = now_mono + self.lease
-            self.renewed_at = now_mono
+            self.valid_until = claimed_mono + self.lease
+            self.renewed_at = claimed_mono
         self.queue.extend(rows)
         self.result.claimed += len(rows)
         if len(rows) < size:
             self.drained = True
-
-    def _release(self, conn: Sql) -> None:
-        from followup_cli.store import delivery as store
-
-        unsent = [row.id for row in self.queue]
-        if unsent:
-            self.result.released += store.release(conn, unsent, self.run_id)
-            log.info("handed %d claimed follow-ups back to pending", len(unsent))
-            self.queue.clear()
 
     def _write_back(self, conn: Sql) -> tuple[int, list[tuple[str, datetime]], list[Failure]]:
         """Write the pending outcomes; returns how many, and what was written, which the

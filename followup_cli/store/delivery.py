@@ -116,6 +116,7 @@ def mark_attempt_failed(conn: Any, run_id: str, failures: Sequence[Failure]) -> 
     """Failed attempts, written back in one statement (PostgreSQL) or one executemany."""
     if not failures:
         return
+    failures = [f._replace(error=storable(f.error)) for f in failures]
     sql = of(conn)
     if sql.is_postgres:
         sql.run("delivery.mark_failed", run=run_id, ids=[f.id for f in failures],
@@ -127,6 +128,13 @@ def mark_attempt_failed(conn: Any, run_id: str, failures: Sequence[Failure]) -> 
     sql.run_many("delivery.mark_failed", (
         {"id": f.id, "run": run_id, "status": f.status, "retry_count": f.retry_count,
          "error": f.error, "next": f.next_attempt_at, "at": f.at} for f in failures))
+
+
+def storable(text: str) -> str:
+    """An error text as a text column can hold it: PostgreSQL's cannot hold NUL (psycopg2
+    refuses the whole statement), and an error may quote a command's or a receiver's
+    bytes. The same on SQLite, so both keep the same text."""
+    return text.replace("\x00", "\ufffd")
 
 
 def release(conn: Any, ids: Sequence[str], run_id: str) -> int:

@@ -3,8 +3,10 @@ send window, the switch, the run record. Time is the FakeClock's."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,12 +15,12 @@ import sqlalchemy as sa
 
 from followup_cli.db.schema import followup_runs
 from followup_cli.db.schema import scheduled_followups as sf
-from followup_cli.errors import DeliveryError, InputError
+from followup_cli.errors import DatabaseError, DeliveryError, InputError
 from followup_cli.service.context import Context
 from followup_cli.service.delivery import PassOptions, run_due
 from followup_cli.service.senders import LogSender, MemorySender
 from followup_cli.store import delivery as store
-from tests.conftest import FakeClock, MakeCtx
+from tests.conftest import PG_ADMIN_URL, FakeClock, MakeCtx
 
 
 def make_rows(n: int, at: datetime, *, prefix: str = "f", user: str | None = None
@@ -302,6 +304,21 @@ def test_success_after_a_retry(ctx: Context, clock: FakeClock) -> None:
     assert row["executed_at"] - row["scheduled_at"] == timedelta(minutes=7)
 
 
+def test_an_error_text_with_a_nul_byte_is_written_back(ctx: Context) -> None:
+    """A command's last stderr line may carry a NUL byte: PostgreSQL's text cannot hold
+    it, and psycopg2 refused the whole write-back (ValueError: exit 1, every outcome of it
+    lost, delivered rows left processing)."""
+    ids = add_due(ctx, 2)
+    sender = OneByOne(fail={ids[1]: DeliveryError("command exited with 1: bad\x00byte",
+                                                  transient=True)})
+    result = run_due(ctx, PassOptions(batch_size=2), sender=sender)
+    assert result.executed == 1 and result.retried == 1
+    rows = by_id(ctx)
+    assert rows[ids[0]]["status"] == "executed"
+    assert rows[ids[1]]["status"] == "pending"
+    assert rows[ids[1]]["error_message"] == "command exited with 1: bad\ufffdbyte"
+
+
 def test_permanent_failure_fails_at_once(ctx: Context) -> None:
     [fid] = add_due(ctx, 1)
     sender = MemorySender(fail={fid: DeliveryError("HTTP 400 Bad Request", transient=False)})
@@ -487,6 +504,90 @@ def test_a_stop_request_writes_back_and_releases_the_rest(ctx: Context) -> None:
     assert {rows[fid]["status"] for fid in ids} == {"executed", "pending"}
     assert all(rows[fid]["locked_by"] is None for fid in ids)
     assert run_records(ctx)[-1]["status"] == "stopped"
+
+
+class LoseCommit:
+    """Database.statements() whose COMMIT fails once, in the first transaction that ran
+    `operation` (a store.delivery function): on PostgreSQL the backend is terminated
+    while the transaction is open, so the COMMIT really fails (a restart, a failover);
+    on SQLite the commit is replaced by an error."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, operation: str) -> None:
+        from followup_cli.db.engine import Database
+
+        self.ran = self.done = False
+        real_op, real_statements = getattr(store, operation), Database.statements
+
+        def op(*a: Any, **k: Any) -> Any:
+            self.ran = True
+            return real_op(*a, **k)
+
+        @contextlib.contextmanager
+        def statements(db: Database, **kw: Any) -> Iterator[Any]:
+            with real_statements(db, **kw) as sql:
+                self.ran = False
+                yield sql
+                if self.ran and not self.done:
+                    self.done = True
+                    if sql.is_postgres:
+                        kill_backend(sql.dbapi_conn.get_backend_pid())
+                    else:
+                        raise DatabaseError("simulated: COMMIT failed")
+
+        monkeypatch.setattr(store, operation, op)
+        monkeypatch.setattr(Database, "statements", statements)
+
+
+def kill_backend(pid: int) -> None:
+    import psycopg2
+
+    admin = psycopg2.connect(PG_ADMIN_URL)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    admin.close()
+
+
+def test_a_claim_whose_commit_fails_is_not_held(make_ctx: MakeCtx,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The claim's transaction is lost at COMMIT: its rows are pending again, and the
+    retried claim takes them again; the pass must send each once (it queued them twice,
+    sent one row twice and counted 4 claims for 3 rows)."""
+    ctx = make_ctx(FOLLOWUP_LEASE_SECONDS=60)
+    ids = add_due(ctx, 3)
+    lost = LoseCommit(monkeypatch, "claim_due")
+    sender = OneByOne()
+    result = run_due(ctx, PassOptions(), sender=sender)
+    assert lost.done
+    assert sorted(p["id"] for p in sender.payloads) == ids  # each once
+    assert result.claimed == result.executed == 3
+    assert {r["status"] for r in by_id(ctx).values()} == {"executed"}
+
+
+def test_a_hand_back_whose_commit_fails_is_retried(make_ctx: MakeCtx,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stopped pass hands its unsent claims back; when that COMMIT is lost, the retry
+    must hand them back again (it found an empty queue: the rows stayed leased until the
+    lease ran out, and came back as a failed attempt)."""
+    from followup_cli.service.delivery import StopRequest
+
+    ctx = make_ctx(FOLLOWUP_LEASE_SECONDS=600)
+    ids = add_due(ctx, 10)
+    stop = StopRequest()
+
+    class StopsAfterThree(OneByOne):
+        def send(self, payload: dict[str, Any], deadline_at: float) -> None:
+            super().send(payload, deadline_at)
+            if len(self.payloads) == 3:
+                stop(15)
+
+    lost = LoseCommit(monkeypatch, "release")
+    result = run_due(ctx, PassOptions(batch_size=10), sender=StopsAfterThree(), stop=stop)
+    assert lost.done
+    assert result.executed == 3 and result.released == 7
+    rows = by_id(ctx)
+    assert sorted(r["status"] for r in rows.values()) == ["executed"] * 3 + ["pending"] * 7
+    assert all(rows[fid]["locked_by"] is None for fid in ids)
 
 
 # --- send window, switch, dry run -------------------------------------------------------
