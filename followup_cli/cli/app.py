@@ -83,6 +83,14 @@ def _add_verbose(command: Any) -> None:
         command.params.append(_verbose_option())
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _json_requested(args: list[str]) -> bool:
     return "--json" in (args[:args.index("--")] if "--" in args else args)
 
@@ -111,6 +119,16 @@ class FollowupGroup(TyperGroup):
 
         argv = list(sys.argv[1:] if args is None else args)
         json_mode = _json_requested(argv)
+        bad = next((arg for arg in argv if not _is_utf8(arg)), None)
+        if bad is not None:
+            # Python hands undecodable bytes over as lone surrogates, which no database
+            # or file can store: refused here, before any command reads them.
+            shown = bad.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            code = _error_line(f"argument {shown!r} is not UTF-8 text", ExitCode.INVALID,
+                               json_mode)
+            if not standalone_mode:
+                return code
+            sys.exit(code)
         try:
             # Not standalone: Typer would draw usage errors in a five-line box.
             code = super().main(args=argv, prog_name=prog_name, complete_var=complete_var,

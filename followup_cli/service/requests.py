@@ -39,15 +39,25 @@ class ReengagementRequest:
     template_id: str | None = None
 
 
+def storable_text(name: str, value: str) -> str:
+    """Text a database can store: no NUL, and every character encodable as UTF-8 (Python
+    carries undecodable input bytes as lone surrogates, which neither database takes)."""
+    if "\x00" in value:
+        raise InputError(f"{name}: contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{name}: not UTF-8 text") from None
+    return value
+
+
 def require_id(name: str, value: str | None) -> str:
     """Ids are stored verbatim (quotes, semicolons, unicode are fine) but must be usable."""
     if value is None or not value.strip():
         raise InputError(f"{name}: must not be empty")
     if len(value) > MAX_ID:
         raise InputError(f"{name}: longer than {MAX_ID} characters")
-    if "\x00" in value:
-        raise InputError(f"{name}: contains a NUL character")
-    return value
+    return storable_text(name, value)
 
 
 def optional_id(name: str, value: str | None) -> str | None:
@@ -86,9 +96,7 @@ def check_custom_message(value: str | None) -> str | None:
     if len(value) > MAX_CUSTOM_MESSAGE:
         raise InputError(
             f"custom_message: {len(value)} characters, at most {MAX_CUSTOM_MESSAGE} allowed")
-    if "\x00" in value:
-        raise InputError("custom_message: contains a NUL character")
-    return value
+    return storable_text("custom_message", value)
 
 
 def check_template_id(value: str | None) -> str | None:
@@ -96,7 +104,7 @@ def check_template_id(value: str | None) -> str | None:
         return None
     if len(value) > MAX_TEMPLATE_ID:
         raise InputError(f"template: id longer than {MAX_TEMPLATE_ID} characters")
-    return value
+    return storable_text("template", value)
 
 
 def post_event_request(

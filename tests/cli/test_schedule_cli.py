@@ -204,3 +204,30 @@ def test_verbose_errors_never_show_bound_values(pg_url: str, pg_engine: sa.Engin
     assert proc.returncode == 4, proc.stderr
     assert "Traceback" in proc.stderr and "refused" in proc.stderr  # --verbose shows it
     assert "TOPSECRET" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("args", [
+    [b"--user-id", b"u\xff"],
+    [b"--custom-message", b"bad \xff bytes"],
+    [b"--booking-id", b"\xc3("],
+], ids=["user-id", "custom-message", "booking-id"])
+def test_bytes_that_are_not_utf8_on_the_command_line_are_exit_2(
+        db_url: str, args: list[bytes]) -> None:
+    """DESIGN: invalid UTF-8 on the command line is exit 2 with one line, nothing written.
+    Python hands such bytes over as lone surrogates: they passed validation and became
+    exit 4 "statement timed out" on PostgreSQL, exit 1 or even a stored row on SQLite."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    base = [b"schedule", b"post-event", b"--user-id", b"u1", b"--conversation-id", b"c1",
+            b"--event-date", b"2026-11-14T18:00"]
+    proc = subprocess.run(
+        [os.fsencode(Path(sys.executable).parent / "followup"), *base, *args, b"--json"],
+        env={**os.environ, "DATABASE_URL": db_url}, capture_output=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.decode().splitlines()
+    assert len(lines) == 1 and "is not UTF-8 text" in lines[0], lines
+    assert json.loads(proc.stdout)["error"]["exit_code"] == 2
+    assert count(db_url) == 0

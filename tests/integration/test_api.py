@@ -13,7 +13,14 @@ from typer.testing import CliRunner
 
 from followup_cli.api import FollowUps
 from followup_cli.cli.app import app
-from followup_cli.errors import ExitCode, NotFoundError, RuleViolation, SettingsError
+from followup_cli.errors import (
+    ExitCode,
+    InputError,
+    NotFoundError,
+    RuleViolation,
+    SettingsError,
+)
+from followup_cli.settings import normalize_database_url
 
 
 @pytest.fixture
@@ -95,3 +102,21 @@ def test_one_pool_serves_many_calls(pg_url: str, pg_engine: sa.Engine) -> None:
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'followup'"
                 " AND datname = current_database()")).scalar_one()
     assert 1 <= ours <= 2
+
+
+@pytest.mark.parametrize("field", ["user_id", "conversation_id", "booking_id",
+                                   "custom_message"])
+def test_text_no_database_can_store_is_an_input_error(api: FollowUps, db_url: str,
+                                                      field: str) -> None:
+    """A lone surrogate (how Python carries undecodable bytes) is refused as input, the
+    same on both databases (it was a DatabaseError on PostgreSQL and a stored row on
+    SQLite)."""
+    fields = {"user_id": "u1", "conversation_id": "c1", "booking_id": "B-1",
+              "custom_message": "hello", field: "x\udcff"}
+    with pytest.raises(InputError, match=f"{field}: not UTF-8 text"):
+        api.schedule_post_event(event_date=datetime(2026, 11, 14, 18, 0, tzinfo=UTC),
+                                **fields)
+    engine = sa.create_engine(normalize_database_url(db_url))
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM scheduled_followups").scalar() == 0
+    engine.dispose()
