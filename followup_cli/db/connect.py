@@ -87,6 +87,10 @@ def option_settings(options: str) -> dict[str, str]:
     return found
 
 
+ISOLATION = "default_transaction_isolation"
+READ_COMMITTED = "read committed"
+
+
 def pg_connect_params(url: str, *, environ: Mapping[str, str] | None = None,
                       statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
                       lock_timeout_ms: int = LOCK_TIMEOUT_MS,
@@ -110,6 +114,13 @@ def pg_connect_params(url: str, *, environ: Mapping[str, str] | None = None,
     additions = [f"-c {name}={value}" for name, value in (
         ("statement_timeout", statement_timeout_ms), ("lock_timeout", lock_timeout_ms))
         if name not in present]
+    # Not the operator's to choose: every rule that spans rows (a user's guard row, the
+    # duplicate window, the cap, SKIP LOCKED claims) is written for READ COMMITTED, where
+    # each statement sees what committed before it, the wait for a guard included. Under
+    # a database's or role's default of REPEATABLE READ two bookings of one user both
+    # passed the duplicate check. Startup options win over those defaults.
+    if present.get(ISOLATION, "").lower() != READ_COMMITTED:
+        additions.append(rf"-c {ISOLATION}=read\ committed")  # libpq: an escaped space
     if additions:
         params["options"] = " ".join([options.strip(), *additions]).strip()
     return params

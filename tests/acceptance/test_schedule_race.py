@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,34 @@ def test_concurrent_first_use_of_a_fresh_sqlite_file(tmp_path: Path) -> None:
     results = finish([spawn(url, post_args("2026-11-14", user=f"u{i}")) for i in range(6)])
     assert [code for code, _, _ in results] == [0] * 6, results
     assert len(rows(url)) == 6
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.parametrize("level", ["repeatable read", "serializable"])
+def test_the_rules_hold_whatever_isolation_the_database_defaults_to(pg_url: str,
+                                                                    level: str) -> None:
+    """A database (or role) whose default isolation is not READ COMMITTED: two bookings of
+    one user and event wait for the same guard row; the second must see the first's row.
+    Under REPEATABLE READ its snapshot predated the first's commit: both were scheduled."""
+    import psycopg2
+
+    first = spawn(pg_url, post_args("2027-01-01T10:00Z"))  # the user's guard row exists
+    assert finish([first])[0][0] == 0
+    admin = psycopg2.connect(pg_url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f"ALTER DATABASE {admin.info.dbname} SET default_transaction_isolation"
+                    f" = '{level}'")
+    admin.close()
+    holder = psycopg2.connect(pg_url)
+    with holder.cursor() as cur:  # both bookings queue behind this guard lock
+        cur.execute("SELECT 1 FROM followup_user_guards WHERE user_id = 'racer' FOR UPDATE")
+        procs = [spawn(pg_url, post_args("2026-12-01T10:00Z")) for _ in range(2)]
+        time.sleep(1.5)
+    holder.commit()
+    holder.close()
+    results = finish(procs)
+    assert [code for code, _, _ in results] == [0, 0], [err for _, _, err in results]
+    assert sorted(doc["status"] for _, doc, _ in results) == ["duplicate", "scheduled"]
+    assert len(rows(pg_url)) == 2  # the 2027 booking and one of the two

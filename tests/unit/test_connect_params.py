@@ -23,13 +23,14 @@ from followup_cli.db.connect import (
 
 BASE = "postgresql+psycopg2://app:secret@db:5432/app"
 NO_ENV: dict[str, str] = {}
+RC = r"-c default_transaction_isolation=read\ committed"  # always, last
 
 
 def test_bare_url_gets_every_default() -> None:
     assert pg_connect_params(BASE, environ=NO_ENV) == {
         "application_name": "followup", "connect_timeout": CONNECT_TIMEOUT_S,
         "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS} "
-                   f"-c lock_timeout={LOCK_TIMEOUT_MS}"}
+                   f"-c lock_timeout={LOCK_TIMEOUT_MS} {RC}"}
 
 
 def test_the_urls_own_parameters_win() -> None:
@@ -40,12 +41,24 @@ def test_the_urls_own_parameters_win() -> None:
     # the operator's options are kept as written; only the missing timeout is added
     assert params["options"] == (
         f"-c search_path=billing,public -c lock_timeout=1500 "
-        f"-c statement_timeout={STATEMENT_TIMEOUT_MS}")
+        f"-c statement_timeout={STATEMENT_TIMEOUT_MS} {RC}")
 
 
-def test_nothing_added_when_the_url_sets_both_timeouts() -> None:
+def test_only_the_isolation_added_when_the_url_sets_both_timeouts() -> None:
     url = f"{BASE}?options={quote('--statement-timeout=5s -clock_timeout=0')}"
-    assert "options" not in pg_connect_params(url, environ=NO_ENV)
+    assert pg_connect_params(url, environ=NO_ENV)["options"] == (
+        f"--statement-timeout=5s -clock_timeout=0 {RC}")
+    both = quote(r"-c statement_timeout=1 -c lock_timeout=2 "
+                 r"-c default_transaction_isolation=read\ committed")
+    assert "options" not in pg_connect_params(f"{BASE}?options={both}", environ=NO_ENV)
+
+
+def test_read_committed_wins_over_the_operators_isolation() -> None:
+    """The rules are written for READ COMMITTED (a later -c of the same name wins)."""
+    url = f"{BASE}?options={quote('-c default_transaction_isolation=serializable')}"
+    options = str(pg_connect_params(url, environ=NO_ENV)["options"])
+    assert options.endswith(RC)
+    assert option_settings(options)["default_transaction_isolation"] == "read committed"
 
 
 def test_libpq_environment_counts_as_set() -> None:
@@ -53,14 +66,14 @@ def test_libpq_environment_counts_as_set() -> None:
            "PGOPTIONS": "-c search_path=s1 -c statement_timeout=1000"}
     params = pg_connect_params(BASE, environ=env)
     assert params == {"options": f"-c search_path=s1 -c statement_timeout=1000 "
-                                 f"-c lock_timeout={LOCK_TIMEOUT_MS}"}
+                                 f"-c lock_timeout={LOCK_TIMEOUT_MS} {RC}"}
 
 
 def test_url_options_replace_pgoptions_as_libpq_does() -> None:
     env = {"PGOPTIONS": "-c lock_timeout=1"}
     params = pg_connect_params(f"{BASE}?options={quote('-c search_path=x')}", environ=env)
     assert params["options"] == (f"-c search_path=x -c statement_timeout={STATEMENT_TIMEOUT_MS}"
-                                 f" -c lock_timeout={LOCK_TIMEOUT_MS}")
+                                 f" -c lock_timeout={LOCK_TIMEOUT_MS} {RC}")
 
 
 def test_option_forms() -> None:
