@@ -87,11 +87,12 @@ def _shifted_pg(element: _Shifted, compiler: Any, **kw: Any) -> str:
 
 @compiles(_Shifted, "sqlite")
 def _shifted_sqlite(element: _Shifted, compiler: Any, **kw: Any) -> str:
-    # SQLite keeps 'YYYY-MM-DD HH:MM:SS.ffffff' text; strftime drops the microseconds, which
-    # a whole-second shift leaves as they were: append them back.
+    # SQLite keeps 'YYYY-MM-DD HH:MM:SS.ffffff' text. strftime is given the whole seconds
+    # only (it would round .9995 and above up to the next second) and the microseconds,
+    # which a whole-second shift leaves as they were, are appended back.
     value = compiler.process(element.value, **kw)
-    return (f"(strftime('%Y-%m-%d %H:%M:%S', {value}, '{element.seconds:+d} seconds')"
-            f" || substr({value}, 20))")
+    return (f"(strftime('%Y-%m-%d %H:%M:%S', substr({value}, 1, 19),"
+            f" '{element.seconds:+d} seconds') || substr({value}, 20))")
 
 
 def duplicates_post_event(t: Table, user_id: Any, event_at: Any) -> sa.ColumnElement[bool]:

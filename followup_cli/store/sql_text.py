@@ -310,7 +310,7 @@ SQLITE: dict[str, tuple[str, dict[str, Any]]] = {
     'admission.mark_duplicates': (
         "UPDATE followup_stage SET outcome=:outcome, existing_id=conflicts.existing FROM (SELECT found.seq AS seq, found.existing AS existing \n"
         "FROM (SELECT s.seq AS seq, f.id AS existing, row_number() OVER (PARTITION BY s.seq ORDER BY f.created_at, f.id) AS rank \n"
-        "FROM followup_stage AS s JOIN scheduled_followups AS f ON f.user_id = s.user_id AND f.trigger_type = 'post_event' AND f.status IN ('pending', 'processing') AND f.event_at >= (strftime('%Y-%m-%d %H:%M:%S', s.event_at, '-86400 seconds') || substr(s.event_at, 20)) AND f.event_at <= (strftime('%Y-%m-%d %H:%M:%S', s.event_at, '+86400 seconds') || substr(s.event_at, 20)) \n"
+        "FROM followup_stage AS s JOIN scheduled_followups AS f ON f.user_id = s.user_id AND f.trigger_type = 'post_event' AND f.status IN ('pending', 'processing') AND f.event_at >= (strftime('%Y-%m-%d %H:%M:%S', substr(s.event_at, 1, 19), '-86400 seconds') || substr(s.event_at, 20)) AND f.event_at <= (strftime('%Y-%m-%d %H:%M:%S', substr(s.event_at, 1, 19), '+86400 seconds') || substr(s.event_at, 20)) \n"
         "WHERE s.outcome IS NULL AND s.trigger_type = :trigger_type_1 UNION ALL SELECT s.seq AS seq, f.id AS existing, row_number() OVER (PARTITION BY s.seq ORDER BY f.created_at DESC, f.id) AS rank \n"
         "FROM followup_stage AS s JOIN scheduled_followups AS f ON f.user_id = s.user_id AND f.trigger_type = 'reengagement' AND (f.status IN ('pending', 'processing') OR f.status != 'cancelled' AND (s.last_activity IS NULL OR f.created_at > s.last_activity)) \n"
         "WHERE s.outcome IS NULL AND s.trigger_type = :trigger_type_2) AS found \n"
@@ -319,7 +319,7 @@ SQLITE: dict[str, tuple[str, dict[str, Any]]] = {
     'admission.mark_duplicates_requeue': (
         "UPDATE followup_stage SET outcome=:outcome, existing_id=conflicts.existing FROM (SELECT found.seq AS seq, found.existing AS existing \n"
         "FROM (SELECT s.seq AS seq, f.id AS existing, row_number() OVER (PARTITION BY s.seq ORDER BY f.created_at, f.id) AS rank \n"
-        "FROM followup_stage AS s JOIN scheduled_followups AS f ON f.user_id = s.user_id AND f.trigger_type = 'post_event' AND f.status IN ('pending', 'processing') AND f.event_at >= (strftime('%Y-%m-%d %H:%M:%S', s.event_at, '-86400 seconds') || substr(s.event_at, 20)) AND f.event_at <= (strftime('%Y-%m-%d %H:%M:%S', s.event_at, '+86400 seconds') || substr(s.event_at, 20)) AND f.id != s.id \n"
+        "FROM followup_stage AS s JOIN scheduled_followups AS f ON f.user_id = s.user_id AND f.trigger_type = 'post_event' AND f.status IN ('pending', 'processing') AND f.event_at >= (strftime('%Y-%m-%d %H:%M:%S', substr(s.event_at, 1, 19), '-86400 seconds') || substr(s.event_at, 20)) AND f.event_at <= (strftime('%Y-%m-%d %H:%M:%S', substr(s.event_at, 1, 19), '+86400 seconds') || substr(s.event_at, 20)) AND f.id != s.id \n"
         "WHERE s.outcome IS NULL AND s.trigger_type = :trigger_type_1 UNION ALL SELECT s.seq AS seq, f.id AS existing, row_number() OVER (PARTITION BY s.seq ORDER BY f.created_at DESC, f.id) AS rank \n"
         "FROM followup_stage AS s JOIN scheduled_followups AS f ON f.user_id = s.user_id AND f.trigger_type = 'reengagement' AND (f.status IN ('pending', 'processing') OR f.status != 'cancelled' AND (s.last_activity IS NULL OR f.created_at > s.last_activity)) AND f.id != s.id \n"
         "WHERE s.outcome IS NULL AND s.trigger_type = :trigger_type_2) AS found \n"

@@ -120,3 +120,17 @@ def test_text_no_database_can_store_is_an_input_error(api: FollowUps, db_url: st
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM scheduled_followups").scalar() == 0
     engine.dispose()
+
+
+@pytest.mark.parametrize("fraction", [".999700", ".999500", ".000000", ".500000"])
+def test_the_duplicate_window_is_one_day_to_the_microsecond(api: FollowUps,
+                                                            fraction: str) -> None:
+    """Events exactly a day apart are duplicates on both databases. SQLite's strftime
+    rounded .9995 s and above up to the next second, so there the window ended a second
+    late and began a second late: these were two follow-ups on SQLite, one on PostgreSQL."""
+    first = api.schedule_post_event("u1", "c1", f"2026-03-01T10:00:59{fraction}Z")
+    again = api.schedule_post_event("u1", "c1", f"2026-03-02T10:00:59{fraction}Z")
+    before = api.schedule_post_event("u1", "c1", f"2026-02-28T10:00:59{fraction}Z")
+    assert first["status"] == "scheduled"
+    assert again["status"] == before["status"] == "duplicate"
+    assert again["id"] == before["id"] == first["id"]
