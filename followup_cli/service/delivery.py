@@ -368,7 +368,9 @@ class _Pass:
     def _loop(self) -> None:
         concurrency = self.options.concurrency
         pool: ThreadPoolExecutor | None = None
-        if concurrency > 1:
+        # One follow-up at a time still goes to a thread, so that this one can write back
+        # what is sent while a slow send is in flight (within FLUSH_SECONDS, not after it).
+        if concurrency > 1 or not self.batched:
             from concurrent.futures import ThreadPoolExecutor
 
             pool = ThreadPoolExecutor(concurrency, thread_name_prefix="send")
@@ -488,14 +490,10 @@ class _Pass:
         return payload(row, message, data)
 
     def _send_inline(self) -> None:
-        """Concurrency 1: a batch sender gets everything queued in one call (one write per
-        batch); any other sender one follow-up."""
+        """A batch sender at concurrency 1 gets everything queued in one call (one write
+        per batch)."""
         if self.sending_since is None:
             self.sending_since = time.monotonic()
-        if not self.batched:
-            self.outcomes.append(self._send_one(self.queue.popleft()))
-            self.sent += 1
-            return
         rows = list(self.queue)
         self.queue.clear()
         payloads: list[dict[str, Any]] = []

@@ -186,6 +186,46 @@ def test_collecting_a_finished_send_does_not_touch_the_sends_still_in_flight(
     assert 1 <= per_send < 10, per_send
 
 
+def test_outcomes_are_written_back_while_a_slow_send_is_in_flight(
+        make_ctx: MakeCtx, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DESIGN: every outcome is written back within about a second of its send, never more
+    than 2 s. At the default concurrency of 1 a one-by-one sender (webhook, command) sent
+    in the pass's own thread, so what was sent waited for a slow send to end (3.2 s)."""
+    from followup_cli.db.engine import Database
+
+    ctx = make_ctx(FOLLOWUP_LEASE_SECONDS=600)
+    add_due(ctx, 30)
+    sent_at: dict[str, float] = {}
+    written_at: dict[str, float] = {}
+    writing: list[str] = []
+    real_mark, real_statements = store.mark_executed, Database.statements
+
+    class SlowTwentyFirst(OneByOne):
+        def send(self, payload: dict[str, Any], deadline_at: float) -> None:
+            time.sleep(3.0 if len(self.payloads) == 20 else 0.01)
+            super().send(payload, deadline_at)
+            sent_at[payload["id"]] = time.monotonic()
+
+    def mark(conn: Any, run_id: str, done: Any) -> None:
+        writing.extend(fid for fid, _ in done)
+        real_mark(conn, run_id, done)
+
+    @contextlib.contextmanager
+    def statements(db: Database, **kw: Any) -> Iterator[Any]:
+        with real_statements(db, **kw) as sql:
+            yield sql
+        now = time.monotonic()  # committed
+        written_at.update((fid, now) for fid in writing)
+        writing.clear()
+
+    monkeypatch.setattr(store, "mark_executed", mark)
+    monkeypatch.setattr(Database, "statements", statements)
+    result = run_due(ctx, PassOptions(), sender=SlowTwentyFirst())
+    assert result.executed == 30 and set(written_at) == set(sent_at)
+    worst = max(written_at[fid] - sent_at[fid] for fid in sent_at)
+    assert worst <= 2.0, f"an outcome waited {worst:.2f} s to be written back"
+
+
 def test_limit(ctx: Context) -> None:
     add_due(ctx, 7)
     result = run_due(ctx, PassOptions(batch_size=3, limit=5), sender=MemorySender())
