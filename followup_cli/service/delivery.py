@@ -187,7 +187,7 @@ def run_due_for(settings: Settings, options: PassOptions | None = None, *,
     if settings.enabled and not options.dry_run:
         idle = _idle_pass(settings, spare.append)
         if idle is not None:
-            return idle
+            return _signalled(idle, stop)
     from followup_cli.service.context import Context
 
     ctx = Context(settings, read_only=options.dry_run)  # a dry run creates no database
@@ -204,6 +204,14 @@ def run_due_for(settings: Settings, options: PassOptions | None = None, *,
                 close_sender(sender)
     finally:
         ctx.close()
+
+
+def _signalled(result: PassResult, stop: StopRequest | None) -> PassResult:
+    """A pass that ended without work still reports a signal that arrived meanwhile: the
+    exit code (143, 130) says it was stopped, as for any other pass."""
+    if stop is not None and stop.requested:
+        result.stopped, result.signal = "signal", stop.signal
+    return result
 
 
 def _idle_pass(settings: Settings, handover: Callable[[Any], None]) -> PassResult | None:
@@ -338,7 +346,7 @@ class _Pass:
                 self._finish(conn)
                 log.info("outside the send window %s: %d due deferred",
                          ctx.settings.send_window, result.deferred)
-                return result
+                return _signalled(result, self.stop)
         self._recover()
         if self.progress is not None:
             with ctx.db.statements(readonly=True) as conn:

@@ -664,6 +664,19 @@ def test_send_window_is_in_the_scheduler_zone(make_ctx: MakeCtx, clock: FakeCloc
     assert run_due(ctx, sender=MemorySender()).executed == 1
 
 
+def test_a_signal_during_a_closed_window_pass_is_its_exit_code(make_ctx: MakeCtx,
+                                                              clock: FakeClock) -> None:
+    from followup_cli.service.delivery import StopRequest
+
+    clock.now = clock.now.replace(hour=22)
+    ctx = make_ctx(FOLLOWUP_SEND_WINDOW="09:00-20:00")
+    add_due(ctx, 1)
+    stop = StopRequest()
+    stop(2)
+    result = run_due(ctx, sender=MemorySender(), stop=stop)
+    assert result.deferred == 1 and (result.stopped, result.signal) == ("signal", 2)
+
+
 def test_closed_window_leaves_expired_leases_alone(make_ctx: MakeCtx, clock: FakeClock) -> None:
     clock.now = clock.now.replace(hour=22)
     ctx = make_ctx(FOLLOWUP_SEND_WINDOW="09:00-20:00", FOLLOWUP_LEASE_SECONDS=60)

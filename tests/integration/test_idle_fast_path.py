@@ -170,3 +170,15 @@ def test_the_full_pass_reuses_the_probes_connection(pg_url: str) -> None:
     finally:
         db.dispose()
     assert handed[0].closed  # disposed with the pool
+
+
+def test_a_signal_during_an_idle_pass_is_its_exit_code(real_ctx: Context) -> None:
+    """SIGTERM while the idle probe runs: nothing to stop, but the pass must still say it
+    was stopped (exit 143), as any other pass does; it reported a plain idle pass."""
+    from followup_cli.service.delivery import StopRequest
+
+    stop = StopRequest()
+    stop(15)
+    result = run_due_for(real_ctx.settings, stop=stop)
+    assert (result.claimed, result.stopped, result.signal) == (0, "signal", 15)
+    assert run_count(real_ctx) == 1  # recorded all the same
