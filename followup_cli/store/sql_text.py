@@ -36,10 +36,13 @@ POSTGRESQL: dict[str, tuple[str, dict[str, Any]]] = {
         "WHERE followup_stage.wave = %(wave)s AND followup_stage.outcome = %(outcome_1)s ON CONFLICT DO NOTHING"
         , {'outcome_1': 'admitted'}),
     'admission.insert_collided': (
-        "UPDATE followup_stage SET outcome=%(outcome)s WHERE followup_stage.wave = %(wave)s AND followup_stage.outcome = %(outcome_1)s AND NOT (EXISTS (SELECT * \n"
+        "UPDATE followup_stage SET outcome=%(outcome)s, existing_id=(SELECT scheduled_followups.id \n"
+        "FROM scheduled_followups \n"
+        "WHERE scheduled_followups.user_id = followup_stage.user_id AND scheduled_followups.trigger_type = followup_stage.trigger_type AND scheduled_followups.status IN ('pending', 'processing') ORDER BY scheduled_followups.created_at, scheduled_followups.id \n"
+        " LIMIT %(param_1)s) WHERE followup_stage.wave = %(wave)s AND followup_stage.outcome = %(outcome_1)s AND NOT (EXISTS (SELECT * \n"
         "FROM scheduled_followups \n"
         "WHERE scheduled_followups.id = followup_stage.id))"
-        , {'outcome': 'duplicate', 'outcome_1': 'admitted'}),
+        , {'outcome': 'duplicate', 'param_1': 1, 'outcome_1': 'admitted'}),
     'admission.limit_wave': (
         "UPDATE followup_stage SET outcome=%(outcome)s WHERE followup_stage.wave = %(wave)s AND followup_stage.outcome = %(outcome_1)s AND (followup_stage.seq NOT IN (SELECT followup_stage.seq \n"
         "FROM followup_stage \n"
@@ -294,10 +297,13 @@ SQLITE: dict[str, tuple[str, dict[str, Any]]] = {
         "WHERE followup_stage.wave = :wave AND followup_stage.outcome = :outcome_1 ON CONFLICT DO NOTHING"
         , {'outcome_1': 'admitted'}),
     'admission.insert_collided': (
-        "UPDATE followup_stage SET outcome=:outcome WHERE followup_stage.wave = :wave AND followup_stage.outcome = :outcome_1 AND NOT (EXISTS (SELECT * \n"
+        "UPDATE followup_stage SET outcome=:outcome, existing_id=(SELECT scheduled_followups.id \n"
+        "FROM scheduled_followups \n"
+        "WHERE scheduled_followups.user_id = followup_stage.user_id AND scheduled_followups.trigger_type = followup_stage.trigger_type AND scheduled_followups.status IN ('pending', 'processing') ORDER BY scheduled_followups.created_at, scheduled_followups.id\n"
+        " LIMIT :param_1 OFFSET :param_2) WHERE followup_stage.wave = :wave AND followup_stage.outcome = :outcome_1 AND NOT (EXISTS (SELECT * \n"
         "FROM scheduled_followups \n"
         "WHERE scheduled_followups.id = followup_stage.id))"
-        , {'outcome': 'duplicate', 'outcome_1': 'admitted'}),
+        , {'outcome': 'duplicate', 'param_1': 1, 'param_2': 0, 'outcome_1': 'admitted'}),
     'admission.limit_wave': (
         "UPDATE followup_stage SET outcome=:outcome WHERE followup_stage.wave = :wave AND followup_stage.outcome = :outcome_1 AND (followup_stage.seq NOT IN (SELECT followup_stage.seq \n"
         "FROM followup_stage \n"

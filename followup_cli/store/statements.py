@@ -273,10 +273,17 @@ def _insert_admitted(name: str) -> Built:
 
 @statement("admission.insert_collided")
 def _insert_collided(name: str) -> Built:
+    """Rows the insert skipped: another writer's live follow-up of the same kind took the
+    user's place meanwhile (a program that takes no guard row, such as the original
+    application). It is the one reported, as for any duplicate."""
+    winner = (sa.select(sf.c.id)
+              .where(sf.c.user_id == stage.c.user_id, sf.c.trigger_type == stage.c.trigger_type,
+                     rules.is_live(sf))
+              .order_by(sf.c.created_at, sf.c.id).limit(1).scalar_subquery())
     return (sa.update(stage)
             .where(stage.c.wave == _WAVE, stage.c.outcome == ADMITTED,
                    ~sa.exists().where(sf.c.id == stage.c.id))
-            .values(outcome=DUPLICATE))
+            .values(outcome=DUPLICATE, existing_id=winner))
 
 
 @statement("admission.requeue")

@@ -148,3 +148,44 @@ def test_the_rules_hold_whatever_isolation_the_database_defaults_to(pg_url: str,
     assert [code for code, _, _ in results] == [0, 0], [err for _, _, err in results]
     assert sorted(doc["status"] for _, doc, _ in results) == ["duplicate", "scheduled"]
     assert len(rows(pg_url)) == 2  # the 2027 booking and one of the two
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_reengagement_that_loses_to_a_guardless_writer_reports_the_winner(
+        pg_url: str) -> None:
+    """The original application (which takes no guard row) inserts a live re-engagement
+    for the user after followup's duplicate check and commits while followup's insert
+    waits on it: the skipped row is a duplicate of that one, reported with its id (it
+    was reported with "id": null)."""
+    import psycopg2
+
+    app = psycopg2.connect(pg_url)
+    with app.cursor() as cur:
+        cur.execute(
+            "INSERT INTO scheduled_followups (id, conversation_id, user_id, trigger_type,"
+            " trigger_data, scheduled_at, status, message_content, created_at) VALUES"
+            " ('guide-1', 'c', 'v1', 'reengagement', '{\"days_inactive\": 30}', now(),"
+            " 'pending', 'hi', now())")
+    proc = spawn(pg_url, ["schedule", "reengagement", "--user-id", "v1"])
+    watcher = psycopg2.connect(pg_url)
+    watcher.autocommit = True
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until followup's insert waits for our row
+            with watcher.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+                            " 'followup' AND wait_event_type = 'Lock'")
+                if cur.fetchone()[0]:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("followup's insert never waited for the other writer's row")
+    finally:
+        watcher.close()
+        app.commit()
+        app.close()
+    [(code, doc, stderr)] = finish([proc])
+    assert code == 0, stderr
+    assert (doc["status"], doc["id"]) == ("duplicate", "guide-1")
+    assert [fid for fid, _ in rows(pg_url)] == ["guide-1"]
