@@ -18,11 +18,11 @@ the project's exceptions (`followup_cli.errors`), each carrying its `exit_code`.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from types import TracebackType
 from typing import Any
 
-from followup_cli.errors import SettingsError
+from followup_cli.errors import InputError, SettingsError
 
 # keyword → environment variable
 SETTINGS = {
@@ -41,10 +41,16 @@ SETTINGS = {
 }
 
 
-def _time(value: datetime | str | None) -> str | None:
+def _time(value: datetime | date | str | None) -> str | None:
     """An instant as the commands take it: aware datetimes keep their offset, naive ones
-    (and strings without an offset) are read in SCHEDULER_TIMEZONE."""
-    return value.isoformat() if isinstance(value, datetime) else value
+    (and strings without an offset) are read in SCHEDULER_TIMEZONE; a date is its
+    midnight there, as `--event-date 2026-11-14` is."""
+    if isinstance(value, date):  # datetime included
+        return value.isoformat()
+    if value is None or isinstance(value, str):
+        return value
+    raise InputError(f"a time must be a datetime, a date or ISO 8601 text, not "
+                     f"{type(value).__name__}")
 
 
 class FollowUps:
@@ -66,7 +72,7 @@ class FollowUps:
         self._ctx = Context(load_settings(overrides=overrides))
 
     def schedule_post_event(self, user_id: str, conversation_id: str,
-                            event_date: datetime | str, booking_id: str | None = None,
+                            event_date: datetime | date | str, booking_id: str | None = None,
                             custom_message: str | None = None) -> dict[str, Any]:
         """A follow-up FOLLOWUP_DELAY_HOURS after the event (`followup schedule post-event`):
         `status` is `scheduled` or `duplicate` (then `id` is the pending one)."""
@@ -81,7 +87,7 @@ class FollowUps:
 
     def schedule_reengagement(self, user_id: str, conversation_id: str | None = None,
                               days_inactive: int | None = None,
-                              at: datetime | str | None = None) -> dict[str, Any]:
+                              at: datetime | date | str | None = None) -> dict[str, Any]:
         """A re-engagement message (`followup schedule reengagement`)."""
         from followup_cli.service.requests import reengagement_request
         from followup_cli.service.scheduling import schedule_reengagement

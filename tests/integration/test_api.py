@@ -134,3 +134,15 @@ def test_the_duplicate_window_is_one_day_to_the_microsecond(api: FollowUps,
     assert first["status"] == "scheduled"
     assert again["status"] == before["status"] == "duplicate"
     assert again["id"] == before["id"] == first["id"]
+
+
+def test_a_date_is_its_midnight_in_the_scheduler_zone(api: FollowUps) -> None:
+    """Bookings often carry a date: it reads as `--event-date 2026-11-14` does (it raised a
+    bare AttributeError); anything else is an InputError naming what it got."""
+    from datetime import date
+
+    done = api.schedule_post_event("u1", "c1", date(2026, 11, 14))
+    assert done["status"] == "scheduled"
+    assert done["scheduled_at"] == "2026-11-15T00:00:00+00:00"  # SCHEDULER_TIMEZONE is UTC
+    with pytest.raises(InputError, match="not int"):
+        api.schedule_post_event("u2", "c1", 20261114)  # type: ignore[arg-type]
