@@ -240,8 +240,9 @@ def test_admission_skips_a_live_reengagement_written_by_an_unguarded_writer(
         del sneaky["seq"]
         conn.execute(sa.insert(sf), [sneaky])
         assert store.insert_admitted(conn, wave=1, admitted=2) == 1
+        # ...and reported as a duplicate of the row that won
         assert [(r["user_id"], r["existing_id"]) for r in store.decided(conn, "duplicate")
-                ] == [("u1", None)]
+                ] == [("u1", sneaky["id"])]
     assert sorted(r["user_id"] for r in reengagements(ctx)) == ["u1", "u2"]
 
 
