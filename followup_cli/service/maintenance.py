@@ -240,6 +240,10 @@ def forget_user(ctx: Context, user_id: str, *, confirm: Confirm | None = None) -
     with ctx.db.transaction(readonly=True) as conn:
         found = maintenance.count_user_data(conn, user_id)
     if sum(found.values()) == 0:
+        # Nothing to confirm, but the guard row still names the user (its follow-ups may
+        # have gone with retention long ago).
+        with ctx.db.transaction() as conn:
+            admission_store.forget_guard(conn, user_id)
         return ForgetResult(user_id, found)
     if confirm is not None and not confirm(found):
         return ForgetResult(user_id, dict.fromkeys(found, 0), aborted=True)

@@ -118,6 +118,23 @@ def test_the_guard_row_is_forgotten_too(ctx: Context) -> None:
         assert conn.execute(sa.select(guards.c.user_id)).scalars().all() == []
 
 
+def test_the_guard_row_goes_when_nothing_else_of_the_user_is_left(ctx: Context) -> None:
+    """The user's follow-ups went with retention; their guard row, which names them, must
+    go all the same (forget-user reported nothing to delete and left it)."""
+    from followup_cli.db.schema import followup_user_guards as guards
+    from followup_cli.service.requests import post_event_request
+    from followup_cli.service.scheduling import schedule_post_event
+
+    done = schedule_post_event(ctx, post_event_request(
+        ctx.settings.timezone, user_id="alice", conversation_id="c", event_date="2026-11-14"))
+    with ctx.db.transaction() as conn:  # what retention does to an old follow-up
+        conn.execute(sa.delete(sf).where(sf.c.id == done.id))
+    result = forget_user(ctx, "alice", confirm=lambda _c: pytest.fail("nothing to ask"))
+    assert result.total == 0
+    with ctx.db.transaction(readonly=True) as conn:
+        assert conn.execute(sa.select(guards.c.user_id)).scalars().all() == []
+
+
 def test_empty_user_id_is_invalid(ctx: Context) -> None:
     with pytest.raises(InputError):
         forget_user(ctx, "  ")
