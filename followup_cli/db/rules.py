@@ -45,6 +45,13 @@ def _literal(value: str) -> sa.ColumnElement[Any]:
     return sa.literal_column(f"'{value}'")
 
 
+def starts_with(column: Any, prefix: str) -> sa.ColumnElement[bool]:
+    """`column` begins with `prefix`, letter case included on both databases (SQLite's
+    LIKE ignores the case of ASCII letters: 'demo-%' matched 'Demo-Acme')."""
+    found: sa.ColumnElement[bool] = sa.func.substr(column, 1, len(prefix)) == prefix
+    return found
+
+
 def is_live(t: Table) -> sa.ColumnElement[bool]:
     live: sa.ColumnElement[bool] = t.c.status.in_([_literal(s) for s in LIVE])
     return live

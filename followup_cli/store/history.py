@@ -49,20 +49,17 @@ def insert_messages(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None
 def delete_users_with_prefix(conn: sa.Connection, prefix: str) -> int:
     """Delete every follow-up, message and conversation of users whose id starts with
     `prefix` (the demo's namespace). Returns the number of rows deleted."""
-    pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     total = 0
     for table in (sf, msg, conv):
-        result = conn.execute(sa.delete(table).where(
-            table.c.user_id.like(pattern, escape="\\")))
+        result = conn.execute(sa.delete(table).where(rules.starts_with(table.c.user_id, prefix)))
         total += int(result.rowcount or 0)
     return total
 
 
 def count_other_due(conn: sa.Connection, prefix: str, now: Any) -> int:
     """Pending follow-ups due now that do not belong to users with `prefix`."""
-    pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     return int(conn.execute(
         sa.select(sa.func.count()).select_from(sf).where(
             rules.is_live(sf), sf.c.next_attempt_at <= now,
-            ~sf.c.user_id.like(pattern, escape="\\"))
+            ~rules.starts_with(sf.c.user_id, prefix))
     ).scalar_one())

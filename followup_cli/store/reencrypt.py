@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from followup_cli.crypto import CUSTOM_MESSAGE
+from followup_cli.db import rules
 from followup_cli.db.schema import scheduled_followups as sf
 
 
@@ -21,12 +22,13 @@ def _custom_message() -> sa.ColumnElement[str]:
 
 def _stale(prefix: str) -> sa.ColumnElement[bool]:
     """Message text present but not sealed with the key whose values start with `prefix`
-    (plain rows included): the same test an operator writes with LIKE."""
-    pattern = prefix + "%"
+    (plain rows included): the test an operator writes with LIKE, exact in letter case on
+    SQLite too."""
     custom = _custom_message()
     return sa.or_(
-        sa.and_(sf.c.message_content.is_not(None), sf.c.message_content.not_like(pattern)),
-        sa.and_(custom.is_not(None), custom.not_like(pattern)),
+        sa.and_(sf.c.message_content.is_not(None),
+                ~rules.starts_with(sf.c.message_content, prefix)),
+        sa.and_(custom.is_not(None), ~rules.starts_with(custom, prefix)),
     )
 
 

@@ -176,6 +176,23 @@ def test_demo_refuses_a_database_with_real_due_followups(sqlite_url: str) -> Non
     assert "due follow-ups of real users" in result.stderr
 
 
+def test_demo_leaves_real_users_whose_id_differs_only_in_case(sqlite_url: str) -> None:
+    """The demo replaces the rows of users `demo-*` only: SQLite's LIKE ignores letter
+    case, and a real customer `Demo-Acme` lost every follow-up, message and conversation."""
+    for user in ("Demo-Acme", "DEMO-X"):
+        run(sqlite_url, "schedule", "post-event", "--user-id", user, "--conversation-id",
+            "c-" + user, "--event-date", "2030-01-01T10:00")
+    assert run(sqlite_url, "demo", "--json").exit_code == 0
+    assert count(sqlite_url, "scheduled_followups") >= 2
+    engine = sa.create_engine(sqlite_url)
+    with engine.connect() as conn:
+        users = set(conn.exec_driver_sql(
+            "SELECT user_id FROM scheduled_followups WHERE user_id NOT LIKE 'demo-%'"
+            " OR substr(user_id, 1, 5) <> 'demo-'").scalars())
+    engine.dispose()
+    assert users == {"Demo-Acme", "DEMO-X"}
+
+
 def test_commands_have_help_with_example() -> None:
     for args in (["scan-inactive"], ["schedule", "import"], ["conversations", "import"],
                  ["demo"]):
