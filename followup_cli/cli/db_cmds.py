@@ -94,8 +94,9 @@ def reencrypt(
     Safe to run again and beside passes. Rotate a key: put the new key first and keep the
     old ones (FOLLOWUP_ENCRYPTION_KEY=new,old), run this until it exits 0, then drop the
     old key. Exit 0 when every row is under the first key; 1 when rows were locked (run it
-    again) or no listed key opens them (they are named and left as they are); 2 without a
-    key; 4 when the database cannot be used.
+    again), no listed key opens them (they are named and left as they are), or, with
+    --dry-run, rows would be rewritten; 2 without a key; 4 when the database cannot be
+    used. --dry-run writes nothing and never creates a database.
 
     Example:
 
@@ -106,7 +107,7 @@ def reencrypt(
     out = output(json)
     from followup_cli.service.reencrypt import reencrypt as run_reencrypt
 
-    ctx = context()
+    ctx = context(read_only=dry_run)
     with out.progress("re-encrypting") as progress:
         result = run_reencrypt(ctx, batch_size=batch_size, dry_run=dry_run,
                                progress=progress)

@@ -45,8 +45,10 @@ class ReencryptResult:
 
     @property
     def complete(self) -> bool:
-        """Every row is under the first key (or would be): the old keys may go."""
-        return not self.skipped_locked and not self.undecryptable
+        """Every row is under the first key: the old keys may go. Not after a dry run that
+        found rows to rewrite (they still need their old key)."""
+        return not (self.skipped_locked or self.undecryptable
+                    or (self.dry_run and self.rewritten))
 
     def to_json(self) -> dict[str, Any]:
         return {"key_id": self.key_id, "dry_run": self.dry_run, "total": self.total,

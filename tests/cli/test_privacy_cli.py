@@ -7,6 +7,7 @@ import base64
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,6 +56,26 @@ def test_reencrypt_json_then_rerun(make_ctx: MakeCtx, db_url: str) -> None:
     assert (doc["rewritten"], doc["complete"], doc["key_id"]) == (2, True, key_id(KEY_B))
     again = run(db_url, "db", "reencrypt", FOLLOWUP_ENCRYPTION_KEY=f"{KEY_B},{KEY_A}")
     assert again.exit_code == 0 and "rewrote 0 of 2 rows" in again.stdout
+
+
+def test_reencrypt_dry_run_exits_1_while_rows_need_the_old_key(make_ctx: MakeCtx,
+                                                               db_url: str) -> None:
+    """"Run it until it exits 0, then drop the old key": a dry run that finds rows to
+    rewrite must not exit 0 (it said complete: true, and a script would drop the key)."""
+    sealed_row(make_ctx(), "sealed-1", KEY_A, "hi")
+    keys = {"FOLLOWUP_ENCRYPTION_KEY": f"{KEY_B},{KEY_A}"}
+    dry = run(db_url, "db", "reencrypt", "--dry-run", "--json", **keys)
+    assert dry.exit_code == 1 and json.loads(dry.stdout)["complete"] is False
+    assert run(db_url, "db", "reencrypt", **keys).exit_code == 0
+    assert run(db_url, "db", "reencrypt", "--dry-run", **keys).exit_code == 0
+
+
+def test_reencrypt_dry_run_creates_no_database(tmp_path: Path) -> None:
+    missing = tmp_path / "nothing-here" / "x.db"
+    result = run(f"sqlite:///{missing}", "db", "reencrypt", "--dry-run",
+                 FOLLOWUP_ENCRYPTION_KEY=KEY_A)
+    assert result.exit_code == 4
+    assert not missing.parent.exists()
 
 
 def test_reencrypt_names_what_no_key_opens_and_exits_1(make_ctx: MakeCtx, db_url: str) -> None:

@@ -83,8 +83,12 @@ def test_dry_run_counts_and_writes_nothing(make_ctx, db_url: str) -> None:
     _seed(make_ctx(), MessageCipher(), 4, "p")
     before = _stored(db_url)
     result = reencrypt(make_ctx(FOLLOWUP_ENCRYPTION_KEY=KEY_A), dry_run=True)
-    assert result.dry_run and result.rewritten == 4 and result.complete
+    # not complete: those four still need their old state, so no key may be dropped yet
+    assert result.dry_run and result.rewritten == 4 and not result.complete
     assert _stored(db_url) == before
+    reencrypt(make_ctx(FOLLOWUP_ENCRYPTION_KEY=KEY_A))
+    done = reencrypt(make_ctx(FOLLOWUP_ENCRYPTION_KEY=KEY_A), dry_run=True)
+    assert done.rewritten == 0 and done.complete
 
 
 def test_a_row_no_key_opens_is_named_and_left_as_it_is(make_ctx, db_url: str) -> None:
