@@ -521,7 +521,9 @@ def forget_user(
     out = output(json)
     from followup_cli.service.maintenance import forget_user as run_forget
 
-    result = run_forget(context(), user_id, confirm=_asker(out, f"of user {user_id!r}", yes))
+    # Not named in the question: without a terminal it becomes the error line, and error
+    # output ends up in logs.
+    result = run_forget(context(), user_id, confirm=_asker(out, "of this user", yes))
     if out.json_mode:
         out.json(result.to_json())
         return

@@ -208,6 +208,7 @@ def test_forget_user(db_url: str, live: Context) -> None:
     refused = run(db_url, "forget-user", "alice")
     assert refused.exit_code == 2
     one_error_line(refused, "--yes")
+    assert "alice" not in refused.stderr  # error output ends up in logs
     assert len(rows(live)) == 2
     done = run(db_url, "forget-user", "alice", "--yes", "--json")
     assert done.exit_code == 0, done.output
