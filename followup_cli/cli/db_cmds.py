@@ -50,7 +50,8 @@ def current(json: JsonOpt = False) -> None:
     Exit 0 when this followup can use the schema: it is at the head, or newer and recorded
     as compatible with this release (a rolling upgrade in progress). Exit 4 otherwise: run
     `followup db upgrade` when it is older, upgrade followup when it is newer. Never
-    creates a database.
+    creates a database at an explicit DATABASE_URL (without one, the embedded database is
+    created on first use, as by every command).
 
     Example:
 

@@ -20,7 +20,6 @@ import threading
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 from followup_cli.errors import DatabaseError, FollowupError, InputError
@@ -57,15 +56,15 @@ def parse_bind(text: str) -> tuple[str, int]:
 
 def read_only_context(settings: Settings) -> Context:
     """A context whose database is never created, migrated or written."""
+    from followup_cli.db.connect import sqlite_path
     from followup_cli.db.engine import Database
     from followup_cli.db.readonly import make_read_only
 
     url = settings.database_url
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///")).expanduser()
-        if not path.is_file():
-            raise DatabaseError(f"no database at {path}: serve only reads (run a pass or "
-                                "`followup db upgrade` first)")
+    path = sqlite_path(url)  # the file, without the URL's ?query (as every command reads it)
+    if path is not None and not path.is_file():
+        raise DatabaseError(f"no database at {path}: serve only reads (run a pass or "
+                            "`followup db upgrade` first)")
     db = Database(url, auto_migrate=False)
     make_read_only(db)
     return Context(settings, db=db)

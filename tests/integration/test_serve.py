@@ -151,6 +151,16 @@ def test_a_missing_sqlite_file_is_not_created(tmp_path: Path) -> None:
     assert not (tmp_path / "nowhere").exists()
 
 
+def test_an_existing_sqlite_file_is_served_whatever_the_urls_query(sqlite_url: str) -> None:
+    """`?timeout=5` is part of the URL, not of the file's name: every other command read
+    it so, and serve refused the file ("no database at .../f.db?timeout=5")."""
+    ctx = read_only_context(load_settings({"DATABASE_URL": sqlite_url + "?timeout=5"}))
+    try:
+        assert ctx.db.schema_state().to_json()["state"] == "current"
+    finally:
+        ctx.close()
+
+
 def test_requests_share_a_small_pool(db_url: str, ctx: Context, serve: Serve) -> None:
     finish_pass(ctx)
     base, serving = serve(db_url)
