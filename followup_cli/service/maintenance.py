@@ -131,11 +131,12 @@ def cleanup(ctx: Context, *, older_than_days: float = DEFAULT_RETENTION_DAYS,
             deleted[kind] += n
             if progress is not None:
                 progress(sum(deleted.values()), result.total)
+    after: str | None = None  # keyset: a conversation kept this run is not tried again
     while conv_cutoff is not None:
         with ctx.db.transaction() as conn:
-            conversations, messages = maintenance.delete_expired_conversations_batch(
-                conn, conv_cutoff, batch)
-        if not conversations:
+            conversations, messages, after = maintenance.delete_expired_conversations_batch(
+                conn, conv_cutoff, batch, after)
+        if after is None:
             break
         result.batches += 1
         deleted["conversations"] += conversations

@@ -99,28 +99,61 @@ def count_expired_conversations(conn: sa.Connection, cutoff: datetime) -> dict[s
             "kept_live": int(kept)}
 
 
-def delete_expired_conversations_batch(conn: sa.Connection, cutoff: datetime, batch: int
-                                       ) -> tuple[int, int]:
-    """Delete at most `batch` expired conversations no live follow-up points at; their
-    messages go with them (ON DELETE CASCADE). Returns (conversations, messages) deleted.
+def delete_expired_conversations_batch(conn: sa.Connection, cutoff: datetime, batch: int,
+                                       after: str | None = None
+                                       ) -> tuple[int, int, str | None]:
+    """Delete at most `batch` expired conversations no live follow-up points at, the first
+    ones by id after `after`; their messages go with them (ON DELETE CASCADE). Returns
+    (conversations, messages) deleted and the last id looked at (None: no more).
 
-    No SELECT ... FOR UPDATE: that needs UPDATE on ai_conversations, which the scheduler
-    role does not get. The DELETE locks the rows itself and checks the rule again, so a
-    conversation that got a new message meanwhile stays (and keeps all its messages)."""
+    A conversation the chat application is writing a message into as the DELETE reaches
+    it stays, with that message: see _delete_conversations."""
     expired = sa.and_(_conversation_expired(cutoff), ~_conversation_live())
-    chosen = [r[0] for r in conn.execute(
-        sa.select(conv.c.id).where(expired).order_by(conv.c.id).limit(batch))]
+    query = sa.select(conv.c.id).where(expired)
+    if after is not None:
+        query = query.where(conv.c.id > after)
+    chosen = [r[0] for r in conn.execute(query.order_by(conv.c.id).limit(batch))]
     if not chosen:
-        return 0, 0
+        return 0, 0, None
     ids: sa.BindParameter[list[str]] = sa.bindparam("ids", expanding=True)
     per_conversation = {str(r[0]): int(r[1]) for r in conn.execute(
         sa.select(msg.c.conversation_id, sa.func.count())
         .where(msg.c.conversation_id.in_(ids)).group_by(msg.c.conversation_id),
         {"ids": chosen})}
-    deleted = [r[0] for r in conn.execute(
-        sa.delete(conv).where(conv.c.id.in_(ids), expired).returning(conv.c.id),
-        {"ids": chosen})]
-    return len(deleted), sum(per_conversation.get(c, 0) for c in deleted)
+    deleted = _delete_conversations(conn, chosen, expired, per_conversation)
+    return len(deleted), sum(per_conversation.get(c, 0) for c in deleted), chosen[-1]
+
+
+def _delete_conversations(conn: sa.Connection, chosen: list[str],
+                          expired: sa.ColumnElement[bool], messages: dict[str, int]
+                          ) -> list[str]:
+    """DELETE the conversations of `chosen` that are still expired; on PostgreSQL, only if
+    the cascade took exactly the messages counted beforehand.
+
+    A message the chat application is inserting holds a lock on its conversation: the
+    DELETE waits for it and then goes on without checking its rule again (the row itself
+    did not change), and the cascade takes the new message too. Locking the rows first
+    (SELECT ... FOR UPDATE) would need UPDATE on ai_conversations, which the scheduler role
+    does not get. Instead the DELETE runs in a savepoint and the transaction's own count of
+    deleted messages tells whether the cascade took more than was counted; if so the
+    savepoint is rolled back and the conversations are tried one by one, the one written
+    to staying (with its new message) until a later run."""
+    ids: sa.BindParameter[list[str]] = sa.bindparam("ids", expanding=True)
+    delete = sa.delete(conv).where(conv.c.id.in_(ids), expired).returning(conv.c.id)
+    if conn.dialect.name != "postgresql":  # one writer at a time: nothing can come between
+        return [r[0] for r in conn.execute(delete, {"ids": chosen})]
+    taken = sa.text("SELECT pg_stat_get_xact_tuples_deleted('ai_messages'::regclass)")
+    before = int(conn.execute(taken).scalar_one())
+    savepoint = conn.begin_nested()
+    deleted = [str(r[0]) for r in conn.execute(delete, {"ids": chosen})]
+    if int(conn.execute(taken).scalar_one()) - before == sum(messages.get(c, 0)
+                                                              for c in deleted):
+        savepoint.commit()
+        return deleted
+    savepoint.rollback()
+    if len(chosen) == 1:
+        return []
+    return [c for one in chosen for c in _delete_conversations(conn, [one], expired, messages)]
 
 
 # --- retry ------------------------------------------------------------------------------

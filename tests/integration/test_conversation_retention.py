@@ -98,3 +98,64 @@ def test_a_retention_shorter_than_the_inactivity_period_warns(seeded: Context) -
 def test_bad_days_are_refused(ctx: Context, days: float) -> None:
     with pytest.raises(InputError, match="conversation retention"):
         cleanup(ctx, conversations_older_than_days=days)
+
+
+@pytest.mark.postgres
+def test_a_conversation_written_to_while_retention_deletes_it_stays(pg_url: str) -> None:
+    """The chat application inserts a message into an expired conversation (uncommitted:
+    it holds a lock on the conversation) and commits while retention's DELETE waits for
+    it. The DELETE went on without checking its rule again and the cascade took the new
+    message: the conversation and both messages were gone, and the report said one
+    message."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import psycopg2
+
+    setup = psycopg2.connect(pg_url)
+    setup.autocommit = True
+    with setup.cursor() as cur:
+        for cid in ("c0", "c1", "c2"):  # c1 is the one written to; c0 and c2 go
+            cur.execute("INSERT INTO ai_conversations (id, user_id, created_at) VALUES"
+                        " (%s, 'u1', now() - interval '400 days')", (cid,))
+            cur.execute("INSERT INTO ai_messages (id, conversation_id, user_id, role,"
+                        " content, created_at) VALUES (%s, %s, 'u1', 'user', 'old',"
+                        " now() - interval '400 days')", ("old-" + cid, cid))
+    chat = psycopg2.connect(pg_url)  # a user writes again, right now
+    with chat.cursor() as cur:
+        cur.execute("INSERT INTO ai_messages (id, conversation_id, user_id, role, content,"
+                    " created_at) VALUES ('new', 'c1', 'u1', 'user', 'I am back', now())")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOLLOWUP_")}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "followup"), "cleanup",
+         "--conversations-older-than-days", "365", "--yes", "--json"],
+        env={**env, "DATABASE_URL": pg_url}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until the DELETE waits for the chat's lock
+            with setup.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+                            " 'followup' AND wait_event_type = 'Lock'")
+                if cur.fetchone()[0]:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("retention's DELETE never waited for the chat's insert")
+    finally:
+        chat.commit()
+        chat.close()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    with setup.cursor() as cur:
+        cur.execute("SELECT conversation_id, id FROM ai_messages ORDER BY 1, 2")
+        assert cur.fetchall() == [("c1", "new"), ("c1", "old-c1")]
+        cur.execute("SELECT id FROM ai_conversations")
+        assert cur.fetchall() == [("c1",)]
+    setup.close()
+    counts = json.loads(out)["counts"]
+    assert (counts["conversations"], counts["messages"]) == (2, 2)
