@@ -126,13 +126,16 @@ def health(
     out = output(json)
     from followup_cli.errors import DatabaseError
     from followup_cli.service.monitoring import check_health, unreachable_report
+    from followup_cli.timeutil import utcnow
 
     ctx = context(read_only=True)
     try:
         report = check_health(ctx)
     except DatabaseError as error:
         # Still the one health document (status unhealthy), then the usual one-line error.
-        _show_health(out, unreachable_report(ctx.settings, ctx.now(), error), quiet=quiet)
+        # This host's clock: the database's cannot be read, and trying again would wait
+        # for another connect timeout.
+        _show_health(out, unreachable_report(ctx.settings, utcnow(), error), quiet=quiet)
         typer.echo(f"followup: error: {error}", err=True)
         raise typer.Exit(int(error.exit_code)) from None
     _show_health(out, report, quiet=quiet)

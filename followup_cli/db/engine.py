@@ -296,6 +296,19 @@ class Database:
                 return timedelta(0)
         return self._clock_offset
 
+    def learn_clock(self, conn: Any) -> None:
+        """Measure the clock offset on `conn`, a transaction the caller has open anyway (a
+        raw executor or a SQLAlchemy connection), unless it is known: no connection of its
+        own for it, so a server that does not answer costs one connect timeout, not two."""
+        if self._clock_offset is not None or not self.is_postgres:
+            return
+        sql = "SELECT clock_timestamp()"
+        if hasattr(conn, "exec_driver_sql"):  # SQLAlchemy
+            self._clock_offset = _ahead_of_this_host(
+                lambda: conn.exec_driver_sql(sql).scalar_one())
+        else:
+            self._clock_offset = _ahead_of_this_host(lambda: conn.text(sql).scalar())
+
     def _raw_clock_offset(self) -> timedelta:
         """clock_offset on a raw connection (kept for the transaction that follows), in a
         process that has not needed SQLAlchemy so far."""

@@ -74,9 +74,10 @@ class Snapshot:
 
 
 def collect_metrics(ctx: Context, days: int = 7) -> Snapshot:
-    """Health and stats read in one short read-only transaction."""
-    now = ctx.now()
+    """Health and stats read in one short read-only transaction (the clock read on it)."""
     with ctx.db.transaction(readonly=True) as conn:
+        ctx.db.learn_clock(conn)
+        now = ctx.now()
         return Snapshot(read_health(conn, ctx.settings, now),
                         read_stats(conn, ctx.settings, now, days))
 

@@ -133,9 +133,12 @@ def verdict(enabled: bool, alerts: list[Alert]) -> str:
 
 
 def check_health(ctx: Context) -> HealthReport:
-    """The guide's health check and its alerts, in one read-only transaction."""
-    now = ctx.now()
+    """The guide's health check and its alerts, in one read-only transaction (the clock
+    read on it too: a monitor of a server that does not answer waits for one connect
+    timeout, not one for the clock and another for the check)."""
     with ctx.db.statements(readonly=True) as conn:
+        ctx.db.learn_clock(conn)
+        now = ctx.now()
         report = read_health(conn, ctx.settings, now)
     log.info("health %s: pending=%s executed_today=%s firing=%s", report.status,
              report.pending_jobs, report.executed_today,

@@ -248,3 +248,46 @@ def test_an_abandoned_run_due_record_is_not_a_pass(ctx: Context, clock: FakeCloc
     report = check_health(ctx)
     assert report.scheduler_running is False
     assert report.last_run_due_at == clock.now - timedelta(minutes=10)
+
+
+def test_a_server_that_does_not_answer_costs_one_connect_timeout() -> None:
+    """A host that accepts connections and never answers (a hung server, a black-holed
+    route): `health` must say unhealthy after one connect timeout. It connected three
+    times (the clock offset, the check, the clock again for the error report) and four
+    through the raw pool's retry, so a monitor with a 10 s timeout saw a timeout, not the
+    unhealthy document."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import threading
+    from pathlib import Path
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(conn)  # held open, never answered
+
+    threading.Thread(target=accept, daemon=True).start()
+    port = listener.getsockname()[1]
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("FOLLOWUP_", "PG")) and k != "DATABASE_URL"}
+    env["DATABASE_URL"] = f"postgresql://nobody@127.0.0.1:{port}/x?connect_timeout=2"
+    try:
+        done = subprocess.run([str(Path(sys.executable).parent / "followup"), "health",
+                               "--json"], env=env, capture_output=True, text=True,
+                              timeout=60)
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()
+    assert done.returncode == 4, done.stderr
+    assert json.loads(done.stdout)["status"] == "unhealthy"
+    assert len(accepted) == 1
