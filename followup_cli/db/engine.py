@@ -85,7 +85,8 @@ class Database:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, create: bool = True) -> Database:
-        return cls(settings.database_url, create=create)
+        # A database it may not create, it may not migrate either (read-only commands).
+        return cls(settings.database_url, create=create, auto_migrate=None if create else False)
 
     @property
     def is_postgres(self) -> bool:

@@ -21,9 +21,11 @@ class Context:
     # None: the database's clock (see `now`). Tests pass a fake one.
     clock: Callable[[], datetime] | None = None
     db: Database = field(default=None)  # type: ignore[assignment]
-    # A read-only command (health, stats, list, show, serve, dry runs) never creates a
-    # database file or directory at an explicit DATABASE_URL; the embedded default is
-    # still created on first use, so a new user can try every command.
+    # A read-only command (health, stats, list, show, serve, dry runs) never creates,
+    # migrates or writes a database at an explicit DATABASE_URL (an empty or outdated
+    # SQLite file is exit 4, "run followup db upgrade", as on PostgreSQL); the embedded
+    # default is still created and migrated on first use, so a new user can try every
+    # command.
     read_only: bool = False
 
     def __post_init__(self) -> None:

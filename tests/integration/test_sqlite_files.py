@@ -95,6 +95,36 @@ def test_a_read_only_command_never_creates_a_database(tmp_path: Path, args: list
         assert not (tmp_path / "nonexistent").exists()
 
 
+@pytest.mark.parametrize("args", READ_ONLY.values(), ids=READ_ONLY.keys())
+def test_a_read_only_command_never_migrates_an_explicit_file(tmp_path: Path,
+                                                             args: list[str]) -> None:
+    """An empty file and one a release ago: a read-only command reads, it does not write
+    the schema (health migrated both; serve answered 503 for the same files)."""
+    from alembic import command
+
+    from followup_cli.db.migrate import alembic_config
+
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    old = tmp_path / "old.db"
+    db = Database(f"sqlite:///{old}")
+    try:
+        command.upgrade(alembic_config(db), "0002_admission_guards")
+    finally:
+        db.dispose()
+    before = old.read_bytes()
+    for path in (empty, old):
+        result = run(*args, DATABASE_URL=f"sqlite:///{path}")
+        assert result.exit_code == 4, result.output
+        assert "followup db upgrade" in result.output  # stderr; db current: stdout
+    # (opening it in WAL mode writes the empty file's header page; no table is made)
+    import sqlite3
+
+    with sqlite3.connect(empty) as conn:
+        assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
+    assert old.read_bytes() == before
+
+
 def test_a_writing_command_still_creates_it(tmp_path: Path) -> None:
     path = tmp_path / "new" / "x.db"
     assert run("cleanup", "--yes", DATABASE_URL=f"sqlite:///{path}").exit_code == 0
