@@ -82,6 +82,7 @@ class Database:
         # The URL as libpq takes it, when it reads it as SQLAlchemy does (else no raw path).
         self._raw_dsn = pg_plain_dsn(url) if self.dialect == "postgresql" else None
         self._raw_lock = threading.Lock()
+        self.read_only_sessions = False  # set by db/readonly.make_read_only, before first use
 
     @classmethod
     def from_settings(cls, settings: Settings, *, create: bool = True) -> Database:
@@ -191,7 +192,7 @@ class Database:
             if self._raw is None:
                 from followup_cli.db.raw import RawPool
 
-                self._raw = RawPool(self.url, self._raw_dsn)
+                self._raw = RawPool(self.url, self._raw_dsn, readonly=self.read_only_sessions)
             return self._raw
 
     def _ensure_schema_raw(self, sql: Sql) -> None:

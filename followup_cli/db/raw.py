@@ -34,12 +34,13 @@ class RawPool:
     a long-lived process fails one call after a server restart, not one per kept
     connection."""
 
-    def __init__(self, url: str, dsn: str | None = None) -> None:
+    def __init__(self, url: str, dsn: str | None = None, *, readonly: bool = False) -> None:
         dsn = dsn or pg_plain_dsn(url)  # the Database has it already
         if dsn is None:
             raise ValueError("not a URL libpq reads as SQLAlchemy does (see pg_plain_dsn)")
         self.url = url
         self.dsn = dsn
+        self.readonly = readonly  # every transaction READ ONLY (serve: db/readonly.py)
         self._lock = threading.Lock()
         self._idle: list[tuple[Any, int]] = []  # (connection, generation)
         self._generation = 0
@@ -49,7 +50,10 @@ class RawPool:
         import psycopg2
 
         try:
-            return psycopg2.connect(self.dsn, **pg_connect_params(self.url))
+            conn = psycopg2.connect(self.dsn, **pg_connect_params(self.url))
+            if self.readonly:
+                conn.set_session(readonly=True)
+            return conn
         except psycopg2.Error as error:
             raise classify(error, None, self.url) from error
 

@@ -11,7 +11,9 @@ from followup_cli.db.engine import Database
 
 
 def make_read_only(db: Database) -> None:
-    """Every connection `db` opens from now on refuses writes. Call before its first use."""
+    """Every connection `db` opens from now on refuses writes, its raw pool's included.
+    Call before its first use."""
+    db.read_only_sessions = True
 
     @event.listens_for(db.engine, "connect")
     def _read_only(dbapi_conn: Any, _record: Any) -> None:

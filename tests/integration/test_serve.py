@@ -144,6 +144,14 @@ def test_its_connections_refuse_writes(db_url: str, serve: Serve) -> None:
         conn.execute(sa.text("DELETE FROM followup_runs"))
 
 
+def test_its_raw_transactions_refuse_writes_too(db_url: str, serve: Serve) -> None:
+    """The health endpoint reads through the raw pool (Database.statements) on PostgreSQL:
+    its connections refuse writes as the engine's do (they were read-write)."""
+    _, ctx = serve(db_url)
+    with pytest.raises(DatabaseError), ctx.db.statements() as sql:
+        sql.text("DELETE FROM followup_runs")
+
+
 def test_a_missing_sqlite_file_is_not_created(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'nowhere' / 'followup.db'}"
     with pytest.raises(DatabaseError, match="no database at"):
