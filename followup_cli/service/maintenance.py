@@ -181,12 +181,17 @@ def retry(ctx: Context, ids: list[str]) -> RetryResult:
     now = ctx.now()
     refused: dict[str, str] = {}
     with ctx.db.transaction() as conn:
+        # Their users' guard rows first, then the rows as they are now: a retry, booking
+        # or forget-user of those users that got there first has committed (read before
+        # the lock, a row retried meanwhile counted against its own user's cap).
+        users = {r["user_id"] for r in maintenance.failed_rows(conn, unique)}
+        admission_store.lock_users(conn, sorted(users))
         failed = maintenance.failed_rows(conn, unique)
         order = {fid: n for n, fid in enumerate(unique)}
         admission = Admission(conn, cap=ctx.settings.max_pending_per_user)
         admission.add([{**row, "seq": order[row["id"]]} for row in failed])
         admission.admit(requeue_at=now)
-        done = {r["id"] for r in admission.decided(ADMITTED)}
+        admitted = {r["id"] for r in admission.decided(ADMITTED)}
         refused.update((r["id"], "at_cap") for r in admission.decided(AT_CAP))
         duplicates = admission.decided(DUPLICATE)
         live = followups.statuses(conn, [d["existing_id"] for d in duplicates])
@@ -197,7 +202,10 @@ def retry(ctx: Context, ids: list[str]) -> RetryResult:
                 refused[dup["id"]] = "live_reengagement"
             else:
                 refused[dup["id"]] = "period_closed"
-        states = followups.statuses(conn, [i for i in unique if i not in done])
+        states = followups.statuses(conn, unique)
+    # Retried: admitted and pending now. A row deleted meanwhile by a writer that takes no
+    # guard (cleanup --include-failed) was admitted but not put back: it is not_found.
+    done = {fid for fid in admitted if states.get(fid) == PENDING}
     outcomes = []
     for fid in unique:
         state = states.get(fid)

@@ -117,6 +117,47 @@ def test_retry_exit_codes_highest_wins(ctx: Context) -> None:
         "f": "pending", "p": "pending", "e": "executed"}
 
 
+@pytest.mark.parametrize("meanwhile", ["retried", "deleted"])
+@pytest.mark.postgres
+def test_retry_reports_what_it_did_when_another_writer_came_first(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch, meanwhile: str) -> None:
+    """Another retry (or cleanup --include-failed, which takes no guard) changes the row
+    between retry's first read and its update: it must not report `retried` for a row it
+    did not put back (it did, from the stage's decision), nor `at_cap` because the row's
+    own pending copy counted against its user."""
+    import sqlalchemy as sa
+
+    from followup_cli.db.schema import scheduled_followups as sf
+    from followup_cli.settings import load_settings
+    from followup_cli.store import maintenance
+
+    ctx = Context(load_settings({"DATABASE_URL": pg_url,
+                                 "FOLLOWUP_MAX_PENDING_PER_USER": "1"}))
+    add_followup(ctx, id="f", status="failed")
+    real = maintenance.failed_rows
+    calls: list[int] = []
+
+    def first_read_then_the_other_writer(conn: object, ids: list[str]) -> object:
+        found = real(conn, ids)  # type: ignore[arg-type]
+        if not calls:
+            calls.append(1)
+            with ctx.db.transaction() as other:  # commits before retry goes on
+                if meanwhile == "retried":
+                    other.execute(sa.update(sf).values(status="pending"))
+                else:
+                    other.execute(sa.delete(sf))
+        return found
+
+    monkeypatch.setattr(maintenance, "failed_rows", first_read_then_the_other_writer)
+    try:
+        result = retry(ctx, ["f"])
+    finally:
+        ctx.close()
+    expected = "not_failed" if meanwhile == "retried" else "not_found"
+    assert [(o.id, o.outcome) for o in result.outcomes] == [("f", expected)]
+    assert result.retried == []
+
+
 def test_retry_keeps_one_live_reengagement_per_user(ctx: Context) -> None:
     add_followup(ctx, id="old", user_id="u", trigger_type="reengagement", status="failed")
     add_followup(ctx, id="live", user_id="u", trigger_type="reengagement", status="pending")
