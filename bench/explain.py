@@ -10,7 +10,8 @@
     python -m bench.explain startup    # -X importtime of the cold commands
     python -m bench.explain api        # statements and cProfile of one API booking
     python -m bench.explain summary    # what a per-user last-activity table would cost the
-                                       # chat application's inserts and give the scan
+                                       # chat application's inserts and give the scan (its
+                                       # candidate query, and the whole pass)
 
 Runs the checkout's followup (this interpreter's environment, with the bench extra), in
 scratch databases that are dropped at the end. Figures under a profiler are slower than the
@@ -425,6 +426,56 @@ def summary(server: Server) -> None:
                         " WHERE last_activity < now() - interval '30 days'"))
     finally:
         server.drop(db)
+    _scan_with_summary(server)
+
+
+SUMMARY_BACKFILL = """
+CREATE TABLE user_last_activity (user_id varchar(255) PRIMARY KEY,
+                                 last_activity timestamptz NOT NULL);
+INSERT INTO user_last_activity
+    SELECT user_id, max(created_at) FROM ai_messages WHERE role = 'user' GROUP BY user_id;
+CREATE INDEX ix_user_last_activity ON user_last_activity (last_activity, user_id);
+VACUUM ANALYZE user_last_activity;
+"""
+
+
+def _scan_with_summary(server: Server, runs: int = 3) -> None:
+    """The whole scan-inactive pass, as the release runs it and with its candidates read
+    from the summary (workers/scan_from_summary.py), on clones of the suite's 1,000,000-
+    user template (the summary backfilled in one of them), interleaved."""
+    ctx = Context(server, installed(FOLLOWUP), Sizes(), 1, 1, Path(tempfile.gettempdir()),
+                  template="", tiny=False)
+    plain, _, _ = scan_scenario.seed(ctx)
+    with_summary = server.create("summarytpl", template=plain, file_copy=True)
+    conn = server.connect(with_summary, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute(SUMMARY_BACKFILL)
+    conn.close()
+    worker = str(Path(__file__).parent / "workers" / "scan_from_summary.py")
+    for days, share in ((30, "3 %"), (20, "10 %")):
+        seconds: dict[str, list[float]] = {"release": [], "summary": []}
+        for _ in range(runs):
+            for label, template, argv in (
+                    ("release", plain, [FOLLOWUP]),
+                    ("summary", with_summary, [sys.executable, worker])):
+                with server.scratch("summaryscan", template=template, file_copy=True) as db:
+                    start = time.perf_counter()
+                    done = subprocess.run(
+                        [*argv, "scan-inactive", "--json"], capture_output=True, text=True,
+                        check=True, cwd="/", env=env_for(
+                            server, db, REENGAGEMENT_INACTIVE_DAYS=str(days)))
+                    seconds[label].append(time.perf_counter() - start)
+                    scheduled = re.search(r'"scheduled": (\d+)', done.stdout)
+                    expected = scan_scenario.inactive(ctx.sizes.scan_users, days)
+                    if scheduled is None or int(scheduled[1]) != expected:
+                        raise SystemExit(f"{label}: scheduled {scheduled and scheduled[1]},"
+                                         f" expected {expected}")
+        release, from_summary = (statistics.median(seconds[k]) for k in seconds)
+        print(f"==== scan-inactive, {share} inactive, whole process, {runs} runs each:"
+              f" release {release:.2f} s ({min(seconds['release']):.2f}-"
+              f"{max(seconds['release']):.2f}), candidates from the summary"
+              f" {from_summary:.2f} s ({min(seconds['summary']):.2f}-"
+              f"{max(seconds['summary']):.2f}): {release / from_summary:.2f}×")
 
 
 TOPICS: dict[str, Callable[[Server], None]] = {

@@ -103,7 +103,9 @@ def test_every_json_field_is_on_the_json_page(world_url: str) -> None:
     undocumented: dict[str, list[str]] = {}
     for section, command in COMMANDS:
         result = CliRunner().invoke(app, [*command.split(), "--json"], env=env)
-        assert result.exit_code == 0, f"followup {command}: {result.output}"
+        # a dry run of reencrypt that finds rows to rewrite exits 1 ("complete": false)
+        ok = (0, 1) if command == "db reencrypt --dry-run" else (0,)
+        assert result.exit_code in ok, f"followup {command}: {result.output}"
         document: dict[str, Any] = json.loads(result.stdout)
         text = sections[section]
         missing = [key for key in document if f"`{key}`" not in text]
