@@ -435,7 +435,6 @@ CREATE TABLE user_last_activity (user_id varchar(255) PRIMARY KEY,
 INSERT INTO user_last_activity
     SELECT user_id, max(created_at) FROM ai_messages WHERE role = 'user' GROUP BY user_id;
 CREATE INDEX ix_user_last_activity ON user_last_activity (last_activity, user_id);
-VACUUM ANALYZE user_last_activity;
 """
 
 
@@ -450,6 +449,7 @@ def _scan_with_summary(server: Server, runs: int = 3) -> None:
     conn = server.connect(with_summary, autocommit=True)
     with conn.cursor() as cur:
         cur.execute(SUMMARY_BACKFILL)
+        cur.execute("VACUUM ANALYZE user_last_activity")  # not inside the block above
     conn.close()
     worker = str(Path(__file__).parent / "workers" / "scan_from_summary.py")
     for days, share in ((30, "3 %"), (20, "10 %")):
