@@ -468,6 +468,12 @@ class _Pass:
         return max(1, size)
 
     def _next_sync_in(self) -> float:
+        """How long the pass's thread may wait for a send to finish: until the outcomes
+        waiting are due to be written back, or, with none waiting, FLUSH_SECONDS (a stop
+        request or a renewal is then noticed within that). Never 0 with nothing to write:
+        the loop would spin while a slow send is in flight."""
+        if not self.outcomes:
+            return FLUSH_SECONDS
         return max(0.0, FLUSH_SECONDS - (time.monotonic() - self.flushed_at))
 
     def _sync_due(self) -> bool:

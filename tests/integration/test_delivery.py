@@ -226,6 +226,28 @@ def test_outcomes_are_written_back_while_a_slow_send_is_in_flight(
     assert worst <= 2.0, f"an outcome waited {worst:.2f} s to be written back"
 
 
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_the_pass_waits_without_spinning_while_a_slow_send_is_in_flight(
+        ctx: Context, monkeypatch: pytest.MonkeyPatch, concurrency: int) -> None:
+    """Nothing left to claim or write, one send taking a second: the pass's thread must
+    sleep until it ends (it looped about 300,000 times a second, a whole core, once half
+    a second had passed since its last write-back)."""
+    from followup_cli.service import delivery
+
+    add_due(ctx, 1)
+    calls = [0]
+    collect = delivery._Pass._collect
+
+    def counted(self: Any, wait: float) -> None:
+        calls[0] += 1
+        collect(self, wait)
+
+    monkeypatch.setattr(delivery._Pass, "_collect", counted)
+    result = run_due(ctx, PassOptions(concurrency=concurrency), sender=OneByOne(delay=1.5))
+    assert result.executed == 1
+    assert calls[0] < 20, calls[0]  # one wake-up per FLUSH_SECONDS at most, and the end
+
+
 def test_limit(ctx: Context) -> None:
     add_due(ctx, 7)
     result = run_due(ctx, PassOptions(batch_size=3, limit=5), sender=MemorySender())
