@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,8 @@ from followup_cli.db.schema import ai_messages as msg
 from followup_cli.db.schema import followup_runs as runs
 from followup_cli.db.schema import scheduled_followups as sf
 from followup_cli.store.statements import failed_at
+
+log = logging.getLogger("followup.cleanup")
 
 # --- retention --------------------------------------------------------------------------
 
@@ -143,6 +146,12 @@ def _delete_conversations(conn: sa.Connection, chosen: list[str],
     if conn.dialect.name != "postgresql":  # one writer at a time: nothing can come between
         return [r[0] for r in conn.execute(delete, {"ids": chosen})]
     taken = sa.text("SELECT pg_stat_get_xact_tuples_deleted('ai_messages'::regclass)")
+    if not conn.execute(sa.text("SELECT current_setting('track_counts') = 'on'")).scalar():
+        # The counter stays at 0 with track_counts off: the check cannot be made, and
+        # failing it every time would keep every conversation. Delete as before it.
+        log.warning("track_counts is off: conversation retention cannot tell a message "
+                    "written while it deletes (turn it on to keep such conversations)")
+        return [str(r[0]) for r in conn.execute(delete, {"ids": chosen})]
     before = int(conn.execute(taken).scalar_one())
     savepoint = conn.begin_nested()
     deleted = [str(r[0]) for r in conn.execute(delete, {"ids": chosen})]

@@ -159,3 +159,33 @@ def test_a_conversation_written_to_while_retention_deletes_it_stays(pg_url: str)
     setup.close()
     counts = json.loads(out)["counts"]
     assert (counts["conversations"], counts["messages"]) == (2, 2)
+
+
+@pytest.mark.postgres
+def test_retention_still_deletes_with_track_counts_off(pg_url: str,
+                                                       caplog: pytest.LogCaptureFixture
+                                                       ) -> None:
+    """The check of the cascade's count reads a statistics counter that stays at 0 with
+    track_counts off: retention must not then keep every conversation (it would fail the
+    check every time and delete nothing, with exit 0); it deletes as before and says why
+    it cannot check."""
+    import psycopg2
+
+    from followup_cli.settings import load_settings
+
+    admin = psycopg2.connect(pg_url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f"ALTER DATABASE {admin.info.dbname} SET track_counts = off")
+    admin.close()
+    ctx = Context(load_settings({"DATABASE_URL": pg_url}))
+    try:
+        old = ctx.now() - timedelta(days=400)
+        conversation(ctx, "c1", created=old, messages=(old,))
+        with caplog.at_level("WARNING"):
+            result = cleanup(ctx, conversations_older_than_days=365)
+        assert (result.counts["conversations"], result.counts["messages"]) == (1, 1)
+        assert remaining(ctx) == (set(), 0)
+        assert "track_counts is off" in caplog.text
+    finally:
+        ctx.close()
