@@ -123,7 +123,11 @@ class FollowupGroup(TyperGroup):
         if bad is not None:
             # Python hands undecodable bytes over as lone surrogates, which no database
             # or file can store: refused here, before any command reads them.
-            shown = bad.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            try:  # the bytes as given, where Python kept them (argv)
+                shown = bad.encode("utf-8", "surrogateescape").decode("utf-8",
+                                                                     "backslashreplace")
+            except UnicodeEncodeError:  # any other lone surrogate (in-process callers)
+                shown = bad.encode("utf-8", "backslashreplace").decode("utf-8")
             code = _error_line(f"argument {shown!r} is not UTF-8 text", ExitCode.INVALID,
                                json_mode)
             if not standalone_mode:

@@ -291,12 +291,11 @@ class Database:
 
             try:
                 with self.engine.connect() as conn:
-                    self._clock_offset = _ahead_of_this_host(lambda: conn.exec_driver_sql(
-                        "SELECT clock_timestamp()").scalar_one())
+                    self.learn_clock(conn)
                     conn.rollback()
             except exc.SQLAlchemyError:
                 return timedelta(0)
-        return self._clock_offset
+        return self._clock_offset or timedelta(0)
 
     def learn_clock(self, conn: Any) -> None:
         """Measure the clock offset on `conn`, a transaction the caller has open anyway (a

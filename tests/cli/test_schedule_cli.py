@@ -231,3 +231,11 @@ def test_bytes_that_are_not_utf8_on_the_command_line_are_exit_2(
     assert len(lines) == 1 and "is not UTF-8 text" in lines[0], lines
     assert json.loads(proc.stdout)["error"]["exit_code"] == 2
     assert count(db_url) == 0
+
+
+def test_a_lone_surrogate_from_an_in_process_caller_is_exit_2_too() -> None:
+    """Not every lone surrogate comes from argv's bytes (U+DC80-U+DCFF): one outside that
+    range made the error line itself raise."""
+    result = runner.invoke(app, ["schedule", "post-event", "--user-id", "x\ud800"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == r"followup: error: argument 'x\\ud800' is not UTF-8 text"
