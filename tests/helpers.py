@@ -89,3 +89,28 @@ def command_then_print(db_url: str, args: list[str], expression: str, *, exit_co
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().splitlines()
+
+
+def wait_for_followup_to_wait_on_a_lock(pg_url: str, what: str, timeout: float = 30) -> None:
+    """Return once a followup process (application_name 'followup') waits on a lock in
+    the database at `pg_url`; fail the test, saying `what` never happened, after
+    `timeout` seconds."""
+    import time
+
+    import psycopg2
+    import pytest
+
+    watcher = psycopg2.connect(pg_url)
+    watcher.autocommit = True
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with watcher.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+                            " 'followup' AND wait_event_type = 'Lock'")
+                if cur.fetchone()[0]:
+                    return
+            time.sleep(0.05)
+        pytest.fail(what)
+    finally:
+        watcher.close()

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from followup_cli.settings import normalize_database_url
+from tests.helpers import wait_for_followup_to_wait_on_a_lock
 
 FOLLOWUP = str(Path(sys.executable).parent / "followup")
 
@@ -168,21 +169,10 @@ def test_a_reengagement_that_loses_to_a_guardless_writer_reports_the_winner(
             " ('guide-1', 'c', 'v1', 'reengagement', '{\"days_inactive\": 30}', now(),"
             " 'pending', 'hi', now())")
     proc = spawn(pg_url, ["schedule", "reengagement", "--user-id", "v1"])
-    watcher = psycopg2.connect(pg_url)
-    watcher.autocommit = True
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # until followup's insert waits for our row
-            with watcher.cursor() as cur:
-                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name ="
-                            " 'followup' AND wait_event_type = 'Lock'")
-                if cur.fetchone()[0]:
-                    break
-            time.sleep(0.05)
-        else:
-            pytest.fail("followup's insert never waited for the other writer's row")
+    try:  # until followup's insert waits for our row
+        wait_for_followup_to_wait_on_a_lock(
+            pg_url, "followup's insert never waited for the other writer's row")
     finally:
-        watcher.close()
         app.commit()
         app.close()
     [(code, doc, stderr)] = finish([proc])

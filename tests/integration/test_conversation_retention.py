@@ -11,7 +11,7 @@ from followup_cli.db.schema import ai_conversations, ai_messages
 from followup_cli.errors import InputError
 from followup_cli.service.context import Context
 from followup_cli.service.maintenance import cleanup
-from tests.helpers import add_followup
+from tests.helpers import add_followup, wait_for_followup_to_wait_on_a_lock
 
 
 def conversation(ctx: Context, cid: str, *, created: datetime,
@@ -111,7 +111,6 @@ def test_a_conversation_written_to_while_retention_deletes_it_stays(pg_url: str)
     import os
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     import psycopg2
@@ -135,17 +134,9 @@ def test_a_conversation_written_to_while_retention_deletes_it_stays(pg_url: str)
          "--conversations-older-than-days", "365", "--yes", "--json"],
         env={**env, "DATABASE_URL": pg_url}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # until the DELETE waits for the chat's lock
-            with setup.cursor() as cur:
-                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name ="
-                            " 'followup' AND wait_event_type = 'Lock'")
-                if cur.fetchone()[0]:
-                    break
-            time.sleep(0.05)
-        else:
-            pytest.fail("retention's DELETE never waited for the chat's insert")
+    try:  # until the DELETE waits for the chat's lock
+        wait_for_followup_to_wait_on_a_lock(
+            pg_url, "retention's DELETE never waited for the chat's insert")
     finally:
         chat.commit()
         chat.close()

@@ -79,6 +79,19 @@ class OneByOne:
         self.payloads.append(payload)
 
 
+class StopsAfterThree(OneByOne):
+    """SIGTERM arrives (`stop(15)`) during the third send."""
+
+    def __init__(self, stop: Any) -> None:
+        super().__init__()
+        self.stop = stop
+
+    def send(self, payload: dict[str, Any], deadline_at: float) -> None:
+        super().send(payload, deadline_at)
+        if len(self.payloads) == 3:
+            self.stop(15)
+
+
 # --- delivering -------------------------------------------------------------------------
 
 def test_delivers_every_due_one_and_marks_it_executed(ctx: Context, clock: FakeClock) -> None:
@@ -550,14 +563,7 @@ def test_a_stop_request_writes_back_and_releases_the_rest(ctx: Context) -> None:
 
     ids = add_due(ctx, 10)
     stop = StopRequest()
-
-    class StopsAfterThree(OneByOne):
-        def send(self, payload: dict[str, Any], deadline_at: float) -> None:
-            super().send(payload, deadline_at)
-            if len(self.payloads) == 3:
-                stop(15)  # SIGTERM arrives during the third send
-
-    sender = StopsAfterThree()
+    sender = StopsAfterThree(stop)
     result = run_due(ctx, PassOptions(batch_size=10), sender=sender, stop=stop)
     assert result.stopped == "signal" and result.signal == 15
     assert result.executed == 3 and result.released == result.claimed - 3
@@ -636,15 +642,9 @@ def test_a_hand_back_whose_commit_fails_is_retried(make_ctx: MakeCtx,
     ctx = make_ctx(FOLLOWUP_LEASE_SECONDS=600)
     ids = add_due(ctx, 10)
     stop = StopRequest()
-
-    class StopsAfterThree(OneByOne):
-        def send(self, payload: dict[str, Any], deadline_at: float) -> None:
-            super().send(payload, deadline_at)
-            if len(self.payloads) == 3:
-                stop(15)
-
     lost = LoseCommit(monkeypatch, "release")
-    result = run_due(ctx, PassOptions(batch_size=10), sender=StopsAfterThree(), stop=stop)
+    result = run_due(ctx, PassOptions(batch_size=10), sender=StopsAfterThree(stop),
+                     stop=stop)
     assert lost.done
     assert result.executed == 3 and result.released == 7
     rows = by_id(ctx)
